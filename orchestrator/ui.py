@@ -1,0 +1,174 @@
+"""Terminal output: rich progress and tables for people, plain lines off a TTY, JSON for machines.
+
+A :class:`UI` is created once by the CLI and passed down; library code that has no UI gets
+:func:`UI.silent`, so the core never prints on its own and never touches global state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import io
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from orchestrator.errors import OrchError
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Turn dataclasses, paths, enums and containers into plain JSON values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(to_jsonable(obj), indent=2, sort_keys=False)
+
+
+class Tracker(Protocol):
+    """What long-running library code reports progress through."""
+
+    def add(self, name: str, total: float | None = None) -> int: ...
+
+    def advance(self, task: int, amount: float = 1.0, status: str | None = None) -> None: ...
+
+    def done(self, task: int, status: str) -> None: ...
+
+
+class _NullTracker:
+    def add(self, name: str, total: float | None = None) -> int:
+        return 0
+
+    def advance(self, task: int, amount: float = 1.0, status: str | None = None) -> None:
+        pass
+
+    def done(self, task: int, status: str) -> None:
+        pass
+
+
+@dataclass
+class _PlainTracker:
+    """One line per finished task, for logs and pipes."""
+
+    console: Console
+    names: dict[int, str] = field(default_factory=dict)
+
+    def add(self, name: str, total: float | None = None) -> int:
+        task = len(self.names) + 1
+        self.names[task] = name
+        return task
+
+    def advance(self, task: int, amount: float = 1.0, status: str | None = None) -> None:
+        pass
+
+    def done(self, task: int, status: str) -> None:
+        self.console.print(f"{self.names.get(task, '?')}: {status}", highlight=False, markup=False)
+
+
+@dataclass
+class _RichTracker:
+    progress: Progress
+
+    def add(self, name: str, total: float | None = None) -> int:
+        return int(self.progress.add_task(name, total=total, status=""))
+
+    def advance(self, task: int, amount: float = 1.0, status: str | None = None) -> None:
+        if status is None:
+            self.progress.advance(task, amount)  # type: ignore[arg-type]
+        else:
+            self.progress.update(task, advance=amount, status=status)  # type: ignore[arg-type]
+
+    def done(self, task: int, status: str) -> None:
+        for t in self.progress.tasks:
+            if t.id == task:
+                total = t.total or 1
+                self.progress.update(t.id, total=total, completed=total, status=status)
+
+
+@dataclass
+class UI:
+    """Where a command's human output goes. ``json`` mode keeps stdout for the JSON document."""
+
+    out: Console
+    err: Console
+    quiet: bool = False
+    json: bool = False
+    verbose: bool = False
+
+    @classmethod
+    def create(cls, *, quiet: bool = False, json_mode: bool = False, verbose: bool = False) -> UI:
+        out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+        err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+        return cls(out=out, err=err, quiet=quiet, json=json_mode, verbose=verbose)
+
+    @classmethod
+    def silent(cls) -> UI:
+        """A UI for library use: prints nothing."""
+        null = Console(file=io.StringIO(), highlight=False, quiet=True)
+        return cls(out=null, err=null, quiet=True)
+
+    @property
+    def interactive(self) -> bool:
+        return self.err.is_terminal and not self.quiet
+
+    def info(self, message: str) -> None:
+        """A progress note for people: stderr, so stdout stays clean for results and JSON."""
+        if not self.quiet:
+            self.err.print(message, highlight=False)
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+    def error(self, error: OrchError) -> None:
+        self.err.print(f"[bold red]error:[/] {error.message}", highlight=False, markup=True)
+        if error.hint:
+            self.err.print(f"[dim]hint: {error.hint}[/]", highlight=False)
+
+    def result(self, data: Any, table: Table | str | None = None) -> None:
+        """Print a command's result: JSON on stdout in --json mode, else the table."""
+        if self.json:
+            sys.stdout.write(dumps(data) + "\n")
+            sys.stdout.flush()
+        elif table is not None:
+            self.out.print(table)
+
+    @contextmanager
+    def tracker(self) -> Iterator[Tracker]:
+        """Progress bars on a terminal, a line per finished task elsewhere, nothing with -q."""
+        if self.quiet:
+            yield _NullTracker()
+        elif not self.err.is_terminal:
+            yield _PlainTracker(self.err)
+        else:
+            progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                console=self.err,
+                transient=False,
+            )
+            with progress:
+                yield _RichTracker(progress)
+
+
+NULL_TRACKER: Tracker = _NullTracker()
