@@ -1,0 +1,145 @@
+"""The seed's bookkeeping: frames, estimated allocator metadata, and where each input came from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.elfinfo import SymbolHit
+from orchestrator.errors import InputError
+from orchestrator.memory import (
+    DEFAULT_MEMPOOL,
+    GiB,
+    KiB,
+    MiB,
+    Sourced,
+    estimate,
+    format_bytes,
+    frames_of,
+    gather,
+    metadata_bytes,
+    parse_size,
+)
+
+DEVICES = """/*
+ * Copyright 2019, Data61
+ */
+#define VM_INITRD_MAX_SIZE 0x1900000 //25 MB
+#define VM_RAM_BASE 0x40000000
+#define VM_RAM_SIZE 0x80000000
+#define VM_RAM_OFFSET 0x00000000
+assembly {
+    composition {}
+    configuration {
+        vm0.untyped_mmios = [ "0x40000000:30", ];
+        // vm0.allocator_mempool_size = 0x9999999; commented out
+%s
+    }
+}
+"""
+
+GUEST_RAM_C = """static vm_frame_t ram_ut_alloc_iterator(uintptr_t addr, void *cookie)
+{
+    int error;
+    int page_size = %s;
+    uintptr_t frame_start = ROUND_DOWN(addr, BIT(page_size));
+}
+"""
+
+
+def make_tree(root: Path, *, page_size: str = "seL4_PageBits", mempool_line: str = "") -> Path:
+    app = root / "projects/vm-examples/apps/Arm/vm_minimal"
+    (app / "qemu-arm-virt").mkdir(parents=True)
+    (app / "qemu-arm-virt/devices.camkes").write_text(DEVICES % mempool_line)
+    (app / "vm_minimal.camkes").write_text("assembly { configuration { vm0.cnode_size_bits = 23; } }\n")
+    lib = root / "projects/seL4_projects_libs/libsel4vm/src"
+    lib.mkdir(parents=True)
+    (lib / "guest_ram.c").write_text(GUEST_RAM_C % page_size)
+    return root
+
+
+def test_the_seeds_numbers() -> None:
+    assert frames_of(2 * GiB, 4 * KiB) == 524288
+    assert metadata_bytes(524288) == 120 * MiB
+    assert frames_of(2 * GiB, 2 * MiB) == 1024
+    assert metadata_bytes(1024) == 120 * MiB // 512
+    est = estimate(Sourced(2 * GiB, "x"), Sourced(4 * KiB, "y"), Sourced(80 * MiB, "z"))
+    assert est.frames == 524288 and est.metadata == 120 * MiB
+    assert est.headroom == -40 * MiB and est.fits is False
+    big = estimate(Sourced(2 * GiB, "x"), Sourced(2 * MiB, "y"), Sourced(1 * MiB, "z"))
+    assert big.fits is True
+    assert estimate(None, Sourced(4096, "y"), None).frames is None
+
+
+def test_frames_round_up() -> None:
+    assert frames_of(4097, 4096) == 2
+    with pytest.raises(ValueError):
+        frames_of(1, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("2G", 2 * GiB), ("2GiB", 2 * GiB), ("4K", 4096), ("4 KiB", 4096), ("0x80000000", 2 * GiB),
+     ("2097152", 2 * MiB), (4096, 4096), ("1M", MiB), ("80MB", 80 * MiB)],
+)
+def test_parse_size(text: object, value: int) -> None:
+    assert parse_size(text) == value
+
+
+def test_parse_size_rejects_nonsense() -> None:
+    with pytest.raises(InputError, match=r"memory.guest_ram: expected a size"):
+        parse_size("lots", "memory.guest_ram")
+    with pytest.raises(InputError):
+        parse_size(True)
+
+
+def test_format_bytes() -> None:
+    assert format_bytes(120 * MiB) == "120 MiB"
+    assert format_bytes(240 * KiB) == "240 KiB"
+    assert format_bytes(2 * GiB) == "2 GiB"
+    assert format_bytes(1536 * KiB) == "1.5 MiB"
+    assert format_bytes(-40 * MiB) == "-40 MiB"
+    assert format_bytes(12) == "12 B"
+    assert format_bytes(None) == "-"
+
+
+def test_gather_from_sources_4k(tmp_path: Path) -> None:
+    root = make_tree(tmp_path)
+    est = gather(root)
+    assert est.guest_ram == Sourced(
+        2 * GiB, "projects/vm-examples/apps/Arm/vm_minimal/qemu-arm-virt/devices.camkes:6"
+    )
+    assert est.frame_size == Sourced(
+        4096, "projects/seL4_projects_libs/libsel4vm/src/guest_ram.c:4 (seL4_PageBits)"
+    )
+    assert est.mempool is not None and est.mempool.value == DEFAULT_MEMPOOL
+    assert est.mempool.source.startswith("default")
+    assert est.metadata == 120 * MiB and est.fits is False
+
+
+def test_gather_largepage_with_configured_pool(tmp_path: Path) -> None:
+    root = make_tree(tmp_path, page_size="seL4_LargePageBits",
+                     mempool_line="        vm0.allocator_mempool_size = 0x100000; // 1MB")
+    est = gather(root)
+    assert est.frame_size is not None and est.frame_size.value == 2 * MiB
+    devices = "projects/vm-examples/apps/Arm/vm_minimal/qemu-arm-virt/devices.camkes"
+    assert est.mempool == Sourced(MiB, f"{devices}:13")
+    assert est.frames == 1024 and est.fits is True
+
+
+def test_spec_and_elf_take_precedence(tmp_path: Path) -> None:
+    root = make_tree(tmp_path)
+    hit = SymbolHit("allocator_mempool", 140 * MiB, 0x1000, "align_12bit", tmp_path / "vm0.instance.bin",
+                    "ET_EXEC")
+    est = gather(root, spec={"guest_ram": "1G", "frame_size": "2M", "mempool": "1M"}, elf_mempool=hit)
+    assert est.guest_ram == Sourced(GiB, "spec: memory.guest_ram")
+    assert est.frame_size == Sourced(2 * MiB, "spec: memory.frame_size")
+    assert est.mempool == Sourced(140 * MiB, "ELF: vm0.instance.bin (align_12bit)")
+
+
+def test_gather_without_a_tree_uses_only_the_spec() -> None:
+    est = gather(None, spec={"guest_ram": "2G", "frame_size": "4K", "mempool": "80M"})
+    assert est.metadata == 120 * MiB and est.mempool == Sourced(80 * MiB, "spec: memory.mempool")
+    nothing = gather(None)
+    assert nothing.frames is None and nothing.mempool is None and nothing.fits is None
