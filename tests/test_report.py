@@ -1,0 +1,240 @@
+"""Report writers: results.json round trip, the table, Markdown, JUnit XML, diff, run lookup."""
+
+from __future__ import annotations
+
+import copy
+import io
+from pathlib import Path
+
+import pytest
+from defusedxml import ElementTree as SafeET
+from rich.console import Console
+
+from orchestrator.errors import InputError
+from orchestrator.memory import KiB, MiB
+from orchestrator.report import (
+    BUILT,
+    ERROR,
+    EXPECTED,
+    FAILED,
+    PASSED,
+    UNEXPECTED,
+    BuildSummary,
+    Expectation,
+    GuestMemory,
+    MemorySummary,
+    RunReport,
+    RunSummary,
+    VariantResult,
+    VmmSummary,
+    diff,
+    exit_code,
+    find_run,
+    judge,
+    junit,
+    markdown,
+    new_run_dir,
+    read_results,
+    table,
+    verdict_line,
+    write_reports,
+)
+
+
+def seed_like_report() -> RunReport:
+    """The seed's two variants, as the pipeline would record them."""
+    four_k = VariantResult(
+        name="4k",
+        patchsets=["vm-2g"],
+        expect=Expectation("fail", "vmm-*"),
+        build=BuildSummary("built", 45.2, image="images/capdl-loader-image-arm-qemu-arm-virt",
+                           image_sha256="a" * 64),
+        run=RunSummary("ran", "fail", "vmm-allocation",
+                       matched="ram_ut_alloc_iterator@guest_ram.c:304 Failed to allocate page",
+                       matched_at=3.1, seconds=3.2),
+        vmm=VmmSummary(80 * MiB, "allocator_mempool", "build/vm0.instance.bin", "align_12bit", 81 * MiB),
+        memory=MemorySummary(2 << 30, "devices.camkes:11", 4 * KiB, "guest_ram.c:292 (seL4_PageBits)",
+                             524288, 120 * MiB, 80 * MiB, "ELF: vm0.instance.bin (align_12bit)"),
+        build_record={"variant": "4k", "projects": {"kernel": "1" * 40}},
+        run_record={"verdict": "fail", "qemu": ["qemu-system-aarch64", "-m", "4096"]},
+    )
+    large = VariantResult(
+        name="largepage",
+        patchsets=["vm-2g", "largepage"],
+        expect=Expectation("pass"),
+        build=BuildSummary("cached", 0.1, image_sha256="b" * 64),
+        run=RunSummary("ran", "pass", None, matched="buildroot login:", matched_at=21.5,
+                       login_seconds=21.5, seconds=24.0, guest=GuestMemory(2001, 10, 1988, 1957)),
+        vmm=VmmSummary(1 * MiB, "allocator_mempool", "build/vm0.instance.bin", "align_12bit", 2 * MiB),
+        memory=MemorySummary(2 << 30, "devices.camkes:11", 2 * MiB, "guest_ram.c:292 (seL4_LargePageBits)",
+                             1024, 240 * KiB, 1 * MiB, "ELF: vm0.instance.bin (align_12bit)"),
+    )
+    for v in (four_k, large):
+        v.outcome = judge(v)
+    report = RunReport(
+        id="20250101-120000-largepage", patchset="largepage", variants=[four_k, large],
+        started="2025-01-01T12:00:00+00:00", finished="2025-01-01T12:01:00+00:00", seconds=60.0,
+        orch_version="0.1.0", command=["orch", "build", "--patchset", "largepage"],
+        manifest={"url": "https://example.org/manifest.git", "revision": "abc"},
+        timings={"build": 45.3, "boot": 24.0, "orch": 0.7},
+    )
+    report.exit_code = exit_code(report.variants)
+    return report
+
+
+def render(report: RunReport) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=200, color_system=None).print(table(report))
+    return buffer.getvalue()
+
+
+def test_judging_with_and_without_expectations() -> None:
+    report = seed_like_report()
+    assert [v.outcome for v in report.variants] == [EXPECTED, EXPECTED]
+    assert report.exit_code == 0
+    four_k = report.variants[0]
+    four_k.expect = None
+    four_k.outcome = judge(four_k)
+    assert four_k.outcome == FAILED and exit_code(report.variants) == 1
+    four_k.expect = Expectation("pass")
+    four_k.outcome = judge(four_k)
+    assert four_k.outcome == UNEXPECTED and exit_code(report.variants) == 1
+    four_k.expect = Expectation("fail", "kernel-*")
+    assert judge(four_k) == UNEXPECTED
+    four_k.run.verdict = "error"
+    four_k.outcome = judge(four_k)
+    assert four_k.outcome == ERROR and exit_code(report.variants) == 125
+    large = report.variants[1]
+    large.expect = None
+    assert judge(large) == PASSED
+    assert judge(large, ran=False) == BUILT
+
+
+def test_build_failure_is_a_failed_variant() -> None:
+    failed = BuildSummary("failed", 1.0, message="ninja: build stopped")
+    v = VariantResult("x", [], failed, RunSummary("skipped"))
+    assert v.verdict == "build-failed"
+    v.outcome = judge(v)
+    assert v.outcome == FAILED
+    v.expect = Expectation("pass")
+    assert judge(v) == UNEXPECTED
+
+
+def test_results_json_round_trip(tmp_path: Path) -> None:
+    report = seed_like_report()
+    written = write_reports(report, tmp_path)
+    assert set(written) == {"results", "summary", "junit"}
+    again = read_results(tmp_path)
+    assert again == report
+    assert read_results(tmp_path / "results.json") == report
+    assert again.variants[1].run.guest == GuestMemory(2001, 10, 1988, 1957)
+    assert again.variants[0].build_record["projects"]["kernel"] == "1" * 40
+
+
+def test_read_results_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such results file"):
+        read_results(tmp_path)
+    (tmp_path / "results.json").write_text("{not json")
+    with pytest.raises(InputError, match="not a readable orch results file"):
+        read_results(tmp_path)
+    (tmp_path / "results.json").write_text('{"schema": 99}')
+    with pytest.raises(InputError, match="schema 99"):
+        read_results(tmp_path)
+
+
+def test_table_side_by_side() -> None:
+    text = render(seed_like_report())
+    assert "4k" in text and "largepage" in text
+    assert "FAIL (vmm-allocation)" in text and "PASS" in text
+    assert "expected (fail (vmm-*))" in text and "expected (pass)" in text
+    assert "2001 / 10 / 1988 / 1957" in text
+    assert "80 MiB (vm0.instance.bin, align_12bit)" in text
+    assert "120 MiB EXCEEDS 80 MiB pool" in text and "240 KiB fits in 1 MiB pool" in text
+    assert "2 GiB / 4 KiB = 524288" in text and "2 GiB / 2 MiB = 1024" in text
+    assert "built 45.2 s" in text and "cached" in text
+    assert "21.5 s" in text
+
+
+def test_unexpected_is_marked() -> None:
+    report = seed_like_report()
+    report.variants[1].expect = Expectation("fail")
+    report.variants[1].outcome = judge(report.variants[1])
+    assert "UNEXPECTED: wanted fail" in render(report)
+
+
+def test_verdict_line() -> None:
+    line = verdict_line(seed_like_report())
+    assert line.startswith("4k: FAIL (vmm-allocation) [expected] / ")
+    assert "largepage: PASS, guest 2001 MiB [expected]" in line
+    assert line.endswith("exit 0")
+
+
+def test_markdown() -> None:
+    md = markdown(seed_like_report())
+    assert md.startswith("### orch: `largepage` (4k, largepage)")
+    assert "| | `4k` | `largepage` |" in md
+    assert "| verdict | **FAIL (vmm-allocation)** | **PASS** |" in md
+    assert "| guest MiB total/used/free/avail | - | 2001 / 10 / 1988 / 1957 |" in md
+    assert "guest RAM from devices.camkes:11" in md
+    assert "Reproduce: `orch build --patchset largepage`" in md
+    # every table row has the same number of cells
+    rows = [line for line in md.splitlines() if line.startswith("|")]
+    assert len({row.replace("\\|", "").count("|") for row in rows}) == 1
+
+
+def test_junit_parses() -> None:
+    report = seed_like_report()
+    report.variants[1].expect = Expectation("fail")
+    report.variants[1].outcome = judge(report.variants[1])
+    report.exit_code = exit_code(report.variants)
+    root = SafeET.fromstring(junit(report))
+    assert root.tag == "testsuite" and root.get("tests") == "2" and root.get("failures") == "1"
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    assert set(cases) == {"4k", "largepage"}
+    assert cases["4k"].find("failure") is None
+    failure = cases["largepage"].find("failure")
+    assert failure is not None and "wanted fail" in (failure.get("message") or "")
+    assert "guest MiB total/used/free/avail: 2001" in (cases["largepage"].findtext("system-out") or "")
+
+
+def test_junit_error_for_infrastructure() -> None:
+    report = seed_like_report()
+    report.variants[0].run = RunSummary("error", "error", message="qemu-system-aarch64: not found")
+    report.variants[0].outcome = judge(report.variants[0])
+    root = SafeET.fromstring(junit(report))
+    assert root.get("errors") == "1"
+    error = next(c for c in root.iter("testcase") if c.get("name") == "4k").find("error")
+    assert error is not None and error.get("message") == "qemu-system-aarch64: not found"
+
+
+def test_diff() -> None:
+    a = seed_like_report()
+    b = copy.deepcopy(a)
+    b.id = "later"
+    assert diff(a, a) == []
+    b.variants[1].run.guest = GuestMemory(1983, 12, 1971, 1940)
+    b.variants[0].vmm.mempool = 140 * MiB
+    b.variants.append(VariantResult("hugepage", [], BuildSummary("built"), RunSummary("ran", "pass")))
+    changes = {(d.variant, d.field): (d.a, d.b) for d in diff(a, b)}
+    assert changes[("largepage", "guest MiB total/used/free/avail")] == (
+        "2001 / 10 / 1988 / 1957", "1983 / 12 / 1971 / 1940")
+    assert changes[("4k", "VMM mempool")] == ("80 MiB", "140 MiB")
+    assert changes[("hugepage", "variant")] == ("absent", "present")
+
+
+def test_run_dirs_and_lookup(tmp_path: Path) -> None:
+    report = seed_like_report()
+    first = new_run_dir(tmp_path, "20250101-120000-largepage")
+    write_reports(report, first)
+    second = new_run_dir(tmp_path, "20250102-120000-largepage")
+    write_reports(report, second)
+    same_second = new_run_dir(tmp_path, "20250102-120000-largepage")
+    assert same_second.name == "20250102-120000-largepage.2"
+    write_reports(report, same_second)
+    assert find_run(tmp_path, None) == same_second.resolve()
+    assert find_run(tmp_path, "20250101") == first
+    assert find_run(tmp_path, str(second)) == second
+    with pytest.raises(InputError, match="ambiguous"):
+        find_run(tmp_path, "2025")
+    with pytest.raises(InputError, match="no results for run 'nope'"):
+        find_run(tmp_path, "nope")
