@@ -1,0 +1,246 @@
+"""Per-variant source trees: cheap ``git worktree`` checkouts of the synced workspace.
+
+A variant ``v`` of a workspace lives in ``.orch/variants/v/``: ``src/`` mirrors the workspace
+(one detached worktree per project at ``src/<project path>``, plus the manifest's linkfiles
+and copyfiles, e.g. ``init-build.sh``), ``build/`` is its build directory. The user's
+checkouts are only read (``git worktree add`` writes into the project's git dir, never its
+files). A tree is kept after a successful build, so the next build of the same variant is
+incremental; :func:`remove_variant_tree` deletes it and prunes the worktrees on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from orchestrator.errors import InfraError, WorkspaceError
+from orchestrator.tree import ProjectCheckout, SourceTree
+
+VARIANTS_DIR = Path(".orch") / "variants"
+_READY = "tree.key"
+
+
+@dataclass(frozen=True)
+class FileLink:
+    """A manifest ``linkfile`` (symlink) or ``copyfile``: ``src`` in ``project``, ``dest`` at the
+    root of the tree."""
+
+    project: str
+    src: str
+    dest: str
+    copy: bool = False
+
+
+@dataclass(frozen=True)
+class VariantTree:
+    """A variant's directories and the :class:`SourceTree` of its worktrees."""
+
+    name: str
+    base: Path  # .orch/variants/<name>
+    tree: SourceTree  # rooted at base/src
+
+    @property
+    def src(self) -> Path:
+        return self.base / "src"
+
+    @property
+    def build(self) -> Path:
+        return self.base / "build"
+
+
+def variant_base(root: Path, name: str) -> Path:
+    return root / VARIANTS_DIR / name
+
+
+def _repo(directory: Path) -> git.Repo:
+    return git.Repo(directory)
+
+
+def _git(directory: Path, *args: str) -> str:
+    try:
+        return str(_repo(directory).git.execute(["git", *args]))
+    except git.GitCommandError as exc:
+        stderr = (exc.stderr or "").strip().replace("stderr: ", "").strip("' \n")
+        raise InfraError(f"git {' '.join(args[:2])} in {directory} failed: {stderr[:300]}") from None
+
+
+def head_commit(checkout: Path) -> str:
+    """The commit checked out in ``checkout`` (what a variant of it builds)."""
+    return _git(checkout, "rev-parse", "HEAD")
+
+
+def is_dirty(checkout: Path) -> bool:
+    """True when ``checkout`` has uncommitted changes to tracked files (which builds ignore)."""
+    return _repo(checkout).is_dirty(untracked_files=False)
+
+
+def _common_dir(directory: Path) -> Path:
+    return Path(_repo(directory).common_dir).resolve()
+
+
+def workspace_links(root: Path, tree: SourceTree) -> list[FileLink]:
+    """The workspace's linkfiles, found as symlinks in ``root`` that point into a project.
+
+    (Copyfiles cannot be told from user files this way; pass them from the manifest.)"""
+    links: list[FileLink] = []
+    projects = sorted(tree.projects.values(), key=lambda c: len(str(c.directory)), reverse=True)
+    for entry in sorted(root.iterdir()):
+        if not entry.is_symlink():
+            continue
+        target = entry.resolve()
+        for checkout in projects:
+            directory = checkout.directory.resolve()
+            if target.is_relative_to(directory):
+                links.append(FileLink(checkout.path, str(target.relative_to(directory)), entry.name))
+                break
+    return links
+
+
+def _ready_key(base: Path) -> str | None:
+    try:
+        return (base / _READY).read_text().strip()
+    except OSError:
+        return None
+
+
+def _worktree_matches(directory: Path, source: ProjectCheckout, commit: str) -> bool:
+    """``directory`` is a worktree of ``source``'s repository with ``commit`` checked out."""
+    if not (directory / ".git").is_file():
+        return False
+    try:
+        return _common_dir(directory) == _common_dir(source.directory) and head_commit(directory) == commit
+    except (InfraError, git.GitError):
+        return False
+
+
+def _add_worktree(source: ProjectCheckout, directory: Path, commit: str) -> None:
+    if directory.exists() or directory.is_symlink():
+        _remove_worktree(source, directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    _git(source.directory, "worktree", "add", "--detach", "--force", "-q", str(directory), commit)
+
+
+def _reset_worktree(directory: Path, commit: str) -> None:
+    """Back to ``commit`` exactly (undoing earlier patches); unchanged files keep their mtime."""
+    _git(directory, "checkout", "-q", "--detach", "-f", commit)
+    _git(directory, "clean", "-q", "-fdx")
+
+
+def _remove_worktree(source: ProjectCheckout, directory: Path) -> None:
+    with contextlib.suppress(InfraError, git.GitError):
+        _git(source.directory, "worktree", "remove", "--force", "--force", str(directory))
+    if directory.is_symlink() or directory.is_file():
+        directory.unlink()
+    elif directory.exists():
+        shutil.rmtree(directory)
+    with contextlib.suppress(InfraError, git.GitError):
+        _git(source.directory, "worktree", "prune")
+
+
+def _place_links(src: Path, tree: SourceTree, links: Sequence[FileLink]) -> None:
+    for link in links:
+        dest = src / link.dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_symlink() or dest.is_file():
+            dest.unlink()
+        target = tree.project(link.project).directory / link.src
+        if link.copy:
+            shutil.copy2(target, dest)
+        else:
+            dest.symlink_to(os.path.relpath(target, dest.parent))
+
+
+def prepare_variant_tree(
+    root: Path,
+    name: str,
+    source: SourceTree,
+    commits: Mapping[str, str],
+    links: Sequence[FileLink],
+    key: str,
+    git_lock: threading.Lock | None = None,
+) -> tuple[VariantTree, bool]:
+    """The variant's tree with every project at ``commits[path]`` and the links in place.
+
+    Returns ``(tree, ready)``: ``ready`` is True when the tree was left by an earlier
+    :func:`mark_ready` with the same ``key`` and is reused untouched (its patches applied,
+    mtimes kept, so ninja rebuilds nothing); otherwise the worktrees are (re)set to the
+    pristine commits and the caller applies its patchsets, then calls :func:`mark_ready`."""
+    base = variant_base(root, name)
+    src = base / "src"
+    projects = {
+        path: ProjectCheckout(path=path, directory=src / path, pinned=commits[path])
+        for path in source.projects
+    }
+    variant = VariantTree(name=name, base=base, tree=SourceTree(root=src, projects=projects))
+    lock = git_lock or threading.Lock()
+    matches = {path: _worktree_matches(src / path, source.projects[path], commits[path])
+               for path in source.projects}
+    if _ready_key(base) == key and all(matches.values()):
+        return variant, True
+    (base / _READY).unlink(missing_ok=True)
+    src.mkdir(parents=True, exist_ok=True)
+    (base / "build").mkdir(parents=True, exist_ok=True)
+    for path, checkout in source.projects.items():
+        if matches[path]:
+            _reset_worktree(src / path, commits[path])
+        else:
+            with lock:
+                _add_worktree(checkout, src / path, commits[path])
+    _place_links(src, variant.tree, links)
+    return variant, False
+
+
+def mark_ready(variant: VariantTree, key: str) -> None:
+    """Record that the tree holds exactly the inputs ``key`` describes (patches applied)."""
+    (variant.base / _READY).write_text(key + "\n")
+
+
+def remove_variant_tree(root: Path, name: str, source: SourceTree, *, keep_build: bool = False,
+                        git_lock: threading.Lock | None = None) -> None:
+    """Remove the variant's worktrees (pruned from each project's git dir) and its files."""
+    base = variant_base(root, name)
+    lock = git_lock or threading.Lock()
+    with lock:
+        for path, checkout in source.projects.items():
+            directory = base / "src" / path
+            if directory.exists() or directory.is_symlink():
+                _remove_worktree(checkout, directory)
+    (base / _READY).unlink(missing_ok=True)
+    if (base / "src").exists():
+        shutil.rmtree(base / "src")
+    if not keep_build and (base / "build").exists():
+        shutil.rmtree(base / "build")
+
+
+def worktrees_of(checkout: Path) -> list[Path]:
+    """Every linked worktree of ``checkout``'s repository (for tests and `orch status`)."""
+    listing = _git(checkout, "worktree", "list", "--porcelain")
+    paths = [Path(line.split(" ", 1)[1]) for line in listing.splitlines() if line.startswith("worktree ")]
+    return paths
+
+
+@contextlib.contextmanager
+def variant_lock(root: Path, name: str) -> Iterator[None]:
+    """Hold the variant for this process: a second orch building it at once gets one line."""
+    lock_dir = root / VARIANTS_DIR
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorkspaceError(
+                f"variant '{name}' is being built by another orch process",
+                hint=f"wait for it, or remove {lock_dir / (name + '.lock')} if no orch is running",
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
