@@ -1,0 +1,766 @@
+"""Booting an image in QEMU and judging it: the command line, the launcher (host or the
+build's Docker image), the console reader loop, the scripted login session, the run record.
+
+``run_image(RunSpec, ui) -> RunRecord`` is the library call (``orch run`` and ``orch build``
+use it). QEMU runs in its own process group (or container), which is always killed at the
+verdict, on a timeout and on Ctrl-C; the raw console is kept byte for byte beside the record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import os
+import re
+import selectors
+import shlex
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal, Protocol
+
+from orchestrator.console import (
+    ConsoleMatcher,
+    Match,
+    RuleSet,
+    load_platform,
+    parse_free,
+    parse_meminfo,
+    rules_for,
+)
+from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, EXIT_OK, InfraError, InputError
+from orchestrator.ui import UI, to_jsonable
+
+Verdict = Literal["pass", "fail", "timeout", "error"]
+RECORD_NAME = "run.json"
+CONSOLE_NAME = "console.log"
+HIGHMEM_REFUSAL = "Addressing limited to 32 bits, but memory exceeds it"
+ROMFILE_MISSING = "failed to find romfile"
+QUIET_PARTIAL_LINE = 0.2  # seconds a half-printed line may sit before every rule judges it
+KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL
+
+
+# -- what to run ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LoginScript:
+    """The session after a pass: log in, wait for the prompt, run commands (each step with its
+    own timeout) and parse their output for guest memory."""
+
+    user: str = "root"
+    prompt: str = r"[#$] $"
+    commands: tuple[str, ...] = ("free -m", "cat /proc/meminfo")
+    step_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one run needs. ``simulate`` (the build's generated script) replaces the
+    platform's QEMU command; ``qemu``, ``memory`` and ``extra_args`` override either."""
+
+    image: Path
+    platform: str = "qemu-arm-virt"
+    memory: str | None = None
+    qemu: str | None = None
+    extra_args: tuple[str, ...] = ()
+    simulate: Path | None = None
+    rules: tuple[Path, ...] = ()
+    timeout: float = 300.0
+    boot_timeout: float = 120.0
+    login: LoginScript | None = field(default_factory=LoginScript)
+    output_dir: Path | None = None
+    launcher: Launcher | None = None
+
+
+# -- launching ----------------------------------------------------------------------------------
+
+class Launched(Protocol):
+    """A started QEMU: pipes to its serial console and a way to end it for good."""
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]: ...
+
+    def kill(self) -> None: ...
+
+
+class Launcher(Protocol):
+    """Where QEMU runs: the host, or a container of the build's image (same argv either way)."""
+
+    def describe(self) -> str: ...
+
+    def start(self, argv: Sequence[str], cwd: Path, mounts: Sequence[Path]) -> Launched: ...
+
+
+def _popen(argv: Sequence[str], cwd: Path | None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        list(argv), cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: killed as a whole, immune to our ^C
+    )
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, SIGKILL it if it lingers, and reap the leader."""
+    for sig, grace in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # anything the leader left behind
+
+
+@dataclass
+class _HostProcess:
+    process: subprocess.Popen[bytes]
+
+    def kill(self) -> None:
+        _kill_group(self.process)
+
+
+@dataclass(frozen=True)
+class HostLauncher:
+    """QEMU as a child process group on this machine."""
+
+    def describe(self) -> str:
+        return "host"
+
+    def start(self, argv: Sequence[str], cwd: Path, mounts: Sequence[Path]) -> Launched:
+        return _HostProcess(_popen(argv, cwd))
+
+
+@dataclass
+class _ContainerProcess:
+    process: subprocess.Popen[bytes]
+    name: str
+
+    def kill(self) -> None:
+        _kill_group(self.process)
+        _remove_container(self.name)
+
+
+def _remove_container(name: str) -> None:
+    # The SDK: the container goes even when the `docker run` client was killed first.
+    from docker.errors import DockerException, NotFound
+
+    import docker
+
+    try:
+        client = docker.DockerClient.from_env()
+        client.containers.get(name).remove(force=True)
+    except NotFound:
+        pass
+    except DockerException:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+@dataclass(frozen=True)
+class DockerLauncher:
+    """QEMU inside a container of ``image`` (the build's image ships QEMU).
+
+    The container is started with ``docker run -i`` so its console arrives on the same pipes
+    the host launcher uses and one reader loop serves both (the SDK's attach socket would
+    need its own stream demultiplexing); it is removed through the Docker SDK.
+    """
+
+    image: str
+
+    def describe(self) -> str:
+        return f"docker:{self.image}"
+
+    def start(self, argv: Sequence[str], cwd: Path, mounts: Sequence[Path]) -> Launched:
+        name = f"orch-run-{uuid.uuid4().hex[:12]}"
+        volumes = [arg for m in _distinct_dirs([cwd, *mounts]) for arg in ("-v", f"{m}:{m}:ro")]
+        command = ["docker", "run", "--rm", "-i", "--network", "none", "--name", name,
+                   *volumes, "-w", str(cwd), self.image, *argv]
+        return _ContainerProcess(_popen(command, None), name)
+
+
+def _distinct_dirs(paths: Sequence[Path]) -> list[Path]:
+    """The directories to mount: no directory that another one already contains."""
+    unique = sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in unique:
+        if not any(path.is_relative_to(k) for k in kept):
+            kept.append(path)
+    return kept
+
+
+# -- the QEMU command ---------------------------------------------------------------------------
+
+_SIMULATE_DEFAULT = re.compile(r"""dest=["'](\w+)["'][^)]*?default=(["'])(.*?)\2""", re.S)
+_QEMU_COMMAND_LINE = re.compile(r"QEMU command:\s*(.+)")
+
+
+def qemu_argv_from_simulate(script: Path) -> list[str]:
+    """The QEMU argv the build's ``simulate`` script would run.
+
+    Reads the defaults seL4's generated ``simulate`` (Python) bakes in and joins them the way
+    the script does; a text holding a ``QEMU command: ...`` line (e.g. its ``--dry-run``
+    output) works too. Nothing is executed.
+    """
+    try:
+        text = script.read_text(errors="replace")
+    except OSError as err:
+        raise InputError(f"{script}: cannot read simulate script: {err.strerror}") from None
+    found = _QEMU_COMMAND_LINE.search(text)
+    if found and "dest=" not in text:
+        return shlex.split(found.group(1))
+    d = {m.group(1): m.group(3) for m in _SIMULATE_DEFAULT.finditer(text)}
+    if "qemu_sim_binary" not in d:
+        raise InputError(f"{script}: no QEMU command found (not a seL4 simulate script?)")
+    kernel, initrd = d.get("qemu_sim_kernel_file", ""), d.get("qemu_sim_initrd_file", "")
+    images = f"-kernel {initrd}" if not kernel else f"-kernel {kernel} -initrd {initrd}"
+    cpu = d.get("qemu_sim_cpu", "")
+    parts = [
+        d["qemu_sim_binary"],
+        f"-machine {d['qemu_sim_machine']}" if d.get("qemu_sim_machine") else "",
+        f"-cpu {cpu}{d.get('qemu_sim_cpu_opt', '')}" if cpu else "",
+        d.get("qemu_sim_graphic_opt", ""), d.get("qemu_sim_serial_opt", ""),
+        f"-m size={d['qemu_sim_mem_size']}" if d.get("qemu_sim_mem_size") else "",
+        d.get("qemu_sim_args", ""), d.get("qemu_sim_extra_args", ""), images,
+    ]
+    return shlex.split(" ".join(parts))
+
+
+def _with_memory(argv: list[str], memory: str) -> list[str]:
+    """``argv`` with its ``-m`` option set to ``memory`` (added if missing)."""
+    out = list(argv)
+    for index, arg in enumerate(out[:-1]):
+        if arg in ("-m", "--m"):
+            out[index + 1] = memory if not out[index + 1].startswith("size=") else f"size={memory}"
+            return out
+    return [*out[:1], "-m", memory, *out[1:]]
+
+
+def argv_memory(argv: Sequence[str]) -> str | None:
+    for index, arg in enumerate(argv[:-1]):
+        if arg in ("-m", "--m"):
+            return argv[index + 1].removeprefix("size=")
+    return None
+
+
+def without_highmem_off(argv: Sequence[str]) -> list[str] | None:
+    """``argv`` with ``highmem=off`` dropped from ``-machine`` (None if it has none)."""
+    out = list(argv)
+    for index, arg in enumerate(out[:-1]):
+        if arg in ("-machine", "-M") and "highmem=off" in out[index + 1].split(","):
+            out[index + 1] = ",".join(o for o in out[index + 1].split(",") if o != "highmem=off")
+            return out
+    return None
+
+
+def qemu_command(spec: RunSpec) -> tuple[list[str], Path]:
+    """The argv to run and the directory to run it in."""
+    if spec.simulate is not None:
+        argv = qemu_argv_from_simulate(spec.simulate)
+        cwd = spec.simulate.resolve().parent
+        if spec.memory:
+            argv = _with_memory(argv, spec.memory)
+    else:
+        platform = load_platform(spec.platform)
+        image = spec.image.resolve()
+        argv = [platform.qemu, *platform.args, "-m", spec.memory or platform.memory, "-kernel", str(image)]
+        cwd = image.parent
+    if spec.qemu:
+        argv[0] = spec.qemu
+    return [*argv, *spec.extra_args], cwd
+
+
+def image_from_simulate(script: Path) -> Path:
+    """The image file a simulate script boots (the file after ``-kernel``)."""
+    argv = qemu_argv_from_simulate(script)
+    for index, arg in enumerate(argv[:-1]):
+        if arg == "-kernel":
+            return (script.resolve().parent / argv[index + 1]).resolve()
+    raise InputError(f"{script}: its QEMU command has no -kernel image")
+
+
+# -- the record -----------------------------------------------------------------------------------
+
+@dataclass
+class GuestMemory:
+    """The guest's own view of its memory: ``free -m`` (MiB) and ``/proc/meminfo`` (kB)."""
+
+    total_mib: int | None = None
+    used_mib: int | None = None
+    free_mib: int | None = None
+    shared_mib: int | None = None
+    buff_cache_mib: int | None = None
+    available_mib: int | None = None
+    meminfo_kb: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class SessionStep:
+    send: str
+    status: Literal["ok", "timeout", "ended"]
+    seconds: float
+    output: str = ""
+
+
+@dataclass
+class Session:
+    status: Literal["ok", "timeout", "ended"] = "ok"
+    steps: list[SessionStep] = field(default_factory=list)
+
+
+@dataclass
+class RunRecord:
+    """One run's outcome: what was run, what the console said and when, and guest memory.
+    Times are seconds since QEMU was started."""
+
+    image: str
+    image_sha256: str | None
+    platform: str
+    verdict: Verdict
+    cause: str | None = None
+    matched_rule: str | None = None
+    matched_line: str | None = None
+    matched_at: float | None = None
+    verdict_at: float | None = None
+    stopped_at: float | None = None
+    milestones: dict[str, float] = field(default_factory=dict)
+    last_milestone: str | None = None
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    guest_memory: GuestMemory | None = None
+    session: Session | None = None
+    qemu_command: list[str] = field(default_factory=list)
+    memory: str | None = None
+    launcher: str = "host"
+    retries: list[dict[str, Any]] = field(default_factory=list)
+    qemu_exit_status: int | None = None
+    killed: bool = False  # QEMU was still running when orch stopped it
+    qemu_stderr: str = ""
+    error: str | None = None
+    hint: str | None = None
+    rules: list[str] = field(default_factory=list)
+    started_at: str = ""
+    duration: float = 0.0
+    console_log: str | None = None
+    record: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 pass, 1 fail or timeout (as seL4's CI counts it), 125 could not test."""
+        return {"pass": EXIT_OK, "error": EXIT_CANNOT_TEST}.get(self.verdict, EXIT_FAIL)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = to_jsonable(self)
+        data["exit_code"] = self.exit_code
+        return data
+
+
+def sha256_of(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+# -- the console reader ---------------------------------------------------------------------------
+
+class _Observer:
+    """What the person watching sees: the raw console with -v, else a live summary line
+    (or a plain line per milestone off a terminal)."""
+
+    def __init__(self, ui: UI, label: str) -> None:
+        self.ui = ui
+        self.label = label
+        self._status: Any = None
+        self._last_update = 0.0
+        self._reported: set[str] = set()
+
+    def __enter__(self) -> _Observer:
+        if self.ui.interactive and not self.ui.verbose:
+            self._status = self.ui.err.status(f"{self.label}: starting QEMU")
+            self._status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+    def console(self, data: bytes) -> None:
+        if self.ui.verbose and not self.ui.quiet:
+            self.ui.err.file.write(data.decode(errors="replace"))
+            self.ui.err.file.flush()
+
+    def progress(self, elapsed: float, matcher: ConsoleMatcher, force: bool = False) -> None:
+        if self._status is not None and (force or elapsed - self._last_update >= 0.2):
+            self._last_update = elapsed
+            last = matcher.last_milestone or "-"
+            self._status.update(f"{self.label}: {elapsed:6.1f}s  last milestone: {last}")
+        elif self._status is None and not self.ui.verbose:
+            for name, at in matcher.milestones.items():
+                if name not in self._reported:
+                    self._reported.add(name)
+                    self.ui.info(f"{self.label}: {at:6.1f}s {name}")
+
+
+@dataclass
+class _Console:
+    """The running QEMU's pipes: reads console bytes into the log, the matcher and the
+    observer; collects stderr."""
+
+    launched: Launched
+    matcher: ConsoleMatcher
+    observer: _Observer
+    log: IO[bytes] | None
+    t0: float
+    raw: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    stdout_open: bool = True
+    last_data_at: float = 0.0
+    partial_judged: bool = True
+
+    def __post_init__(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        proc = self.launched.process
+        assert proc.stdout is not None and proc.stderr is not None
+        for stream in (proc.stdout, proc.stderr):
+            os.set_blocking(stream.fileno(), False)
+            self.selector.register(stream, selectors.EVENT_READ)
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def close(self) -> None:
+        self.selector.close()
+
+    def send(self, text: str) -> bool:
+        stdin = self.launched.process.stdin
+        try:
+            assert stdin is not None
+            stdin.write(text.encode())
+            stdin.flush()
+            return True
+        except (BrokenPipeError, OSError):
+            return False
+
+    def pump(self, wait: float) -> Match | None:
+        """Wait up to ``wait`` seconds for output; the decisive match if it came now."""
+        decided: Match | None = None
+        for key, _ in self.selector.select(timeout=max(wait, 0.0)):
+            stream: IO[bytes] = key.fileobj  # type: ignore[assignment]
+            try:
+                data = os.read(stream.fileno(), 65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                self.selector.unregister(stream)
+                if stream is self.launched.process.stdout:
+                    self.stdout_open = False
+                continue
+            if stream is self.launched.process.stderr:
+                self.stderr += data
+                continue
+            decided = self._console_data(data) or decided
+        if not decided and not self.partial_judged and self.now() - self.last_data_at >= QUIET_PARTIAL_LINE:
+            self.partial_judged = True
+            decided = self.matcher.judge_partial(self.now())
+        return decided
+
+    def _console_data(self, data: bytes) -> Match | None:
+        now = self.now()
+        self.raw += data
+        if self.log is not None:
+            self.log.write(data)
+            self.log.flush()
+        self.observer.console(data)
+        self.last_data_at = now
+        decided = self.matcher.feed(data, now)
+        self.partial_judged = not self.matcher.partial_line
+        return decided
+
+    def drain(self, limit: float = 0.5) -> None:
+        """After the kill: take what QEMU printed before it died, up to ``limit`` seconds."""
+        end = time.monotonic() + limit
+        while self.selector.get_map() and time.monotonic() < end:
+            self.pump(end - time.monotonic())
+
+    def exited(self) -> bool:
+        return not self.stdout_open or self.launched.process.poll() is not None
+
+
+def _next_wait(console: _Console, deadline: float) -> float:
+    wait = min(deadline - console.now(), 0.25)
+    if not console.partial_judged:
+        wait = min(wait, QUIET_PARTIAL_LINE - (console.now() - console.last_data_at))
+    return max(wait, 0.0)
+
+
+# -- the login session -----------------------------------------------------------------------------
+
+def _await_prompt(console: _Console, prompt: re.Pattern[str], timeout: float) -> tuple[str, bool]:
+    """Console text from now until ``prompt`` ends it; (text, whether the prompt came)."""
+    start = len(console.raw)
+    deadline = console.now() + timeout
+    while console.now() < deadline and console.stdout_open:
+        console.pump(min(deadline - console.now(), 0.25))
+        text = _session_text(console.raw[start:])
+        if prompt.search(text):
+            return text, True
+    return _session_text(console.raw[start:]), False
+
+
+def _session_text(data: bytes | bytearray) -> str:
+    from orchestrator.console import strip_ansi
+
+    return strip_ansi(bytes(data).decode(errors="replace").replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def _command_output(text: str, command: str, prompt: re.Pattern[str]) -> str:
+    """A command's output: without its echoed command line and the trailing prompt."""
+    found = prompt.search(text)
+    body = text[: found.start()] if found else text
+    lines = body.split("\n")
+    if lines and lines[0].strip().endswith(command):
+        lines = lines[1:]
+    return "\n".join(lines).strip("\n")
+
+
+def run_login_session(console: _Console, script: LoginScript) -> tuple[Session, GuestMemory | None]:
+    """Log in, run the script's commands, and parse the guest's memory figures."""
+    prompt = re.compile(script.prompt + r"\Z")
+    session = Session()
+    outputs: list[str] = []
+    for send in (script.user, *script.commands):
+        started = console.now()
+        if not console.send(send + "\n"):
+            session.steps.append(SessionStep(send, "ended", 0.0))
+            session.status = "ended"
+            break
+        text, prompted = _await_prompt(console, prompt, script.step_timeout)
+        status: Literal["ok", "timeout", "ended"] = "ok" if prompted else (
+            "ended" if not console.stdout_open else "timeout")
+        output = _command_output(text, send, prompt) if send != script.user else ""
+        session.steps.append(SessionStep(send, status, round(console.now() - started, 3), output))
+        if status != "ok":
+            session.status = status
+            break
+        outputs.append(output)
+    return session, guest_memory_from("\n".join(outputs))
+
+
+def guest_memory_from(text: str) -> GuestMemory | None:
+    free = parse_free(text)
+    meminfo = parse_meminfo(text)
+    if free is None and not meminfo:
+        return None
+    memory = GuestMemory(meminfo_kb=meminfo)
+    if free is not None:
+        memory.total_mib, memory.used_mib, memory.free_mib = free.total, free.used, free.free
+        memory.shared_mib, memory.buff_cache_mib = free.shared, free.buff_cache
+        memory.available_mib = free.available
+    return memory
+
+
+# -- one attempt ---------------------------------------------------------------------------------------
+
+@dataclass
+class _Attempt:
+    """What one QEMU start produced."""
+
+    decisive: Match | None
+    verdict_at: float | None
+    timed_out: bool
+    exit_status: int | None
+    killed: bool
+    stderr: str
+    console_bytes: int
+    stopped_at: float
+    session: Session | None = None
+    memory: GuestMemory | None = None
+
+
+def _launch(launcher: Launcher, argv: list[str], cwd: Path, mounts: list[Path]) -> Launched:
+    try:
+        return launcher.start(argv, cwd, mounts)
+    except FileNotFoundError:
+        raise InfraError(f"{argv[0] if isinstance(launcher, HostLauncher) else 'docker'}: not found",
+                         hint="install QEMU (Debian: qemu-system-arm ipxe-qemu) or pass --qemu") from None
+    except OSError as err:
+        raise InfraError(f"cannot start {argv[0]}: {err.strerror}") from None
+
+
+def _attempt(spec: RunSpec, ruleset: RuleSet, argv: list[str], cwd: Path, launcher: Launcher,
+             log: IO[bytes] | None, observer: _Observer) -> tuple[_Attempt, ConsoleMatcher]:
+    matcher = ConsoleMatcher(ruleset)
+    t0 = time.monotonic()
+    launched = _launch(launcher, argv, cwd, [spec.image.resolve().parent])
+    console = _Console(launched, matcher, observer, log, t0)
+    decisive: Match | None = None
+    verdict_at: float | None = None
+    timed_out = False
+    session: Session | None = None
+    memory: GuestMemory | None = None
+    try:
+        while decisive is None and not console.exited():
+            deadline = spec.timeout if matcher.booted else min(spec.timeout, spec.boot_timeout)
+            if console.now() >= deadline:
+                timed_out = True
+                break
+            decisive = console.pump(_next_wait(console, deadline))
+            observer.progress(console.now(), matcher)
+        if decisive is None and not timed_out:
+            console.drain(0.5)
+            decisive = matcher.decisive or matcher.finish(console.now())
+        if decisive is not None:
+            verdict_at = console.now()
+            observer.progress(verdict_at, matcher, force=True)
+            if decisive.kind == "pass" and spec.login is not None and console.stdout_open:
+                session, memory = run_login_session(console, spec.login)
+    finally:
+        killed = launched.process.poll() is None
+        launched.kill()
+        console.drain()
+        stopped_at = console.now()
+        console.close()
+    attempt = _Attempt(
+        decisive=decisive, verdict_at=verdict_at, timed_out=timed_out,
+        exit_status=launched.process.returncode, killed=killed,
+        stderr=console.stderr.decode(errors="replace"),
+        console_bytes=len(console.raw), stopped_at=stopped_at, session=session, memory=memory,
+    )
+    return attempt, matcher
+
+
+# -- judging an attempt --------------------------------------------------------------------------
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _judge_exit(attempt: _Attempt, record: RunRecord, launcher: Launcher) -> None:
+    """QEMU ended before any decisive line: a refusal or crash is an infrastructure error;
+    a machine that powered itself off without passing is a failure."""
+    status = attempt.exit_status
+    reason = _first_line(attempt.stderr)
+    docker_failure = isinstance(launcher, DockerLauncher) and status in (125, 126, 127)
+    if status is not None and (status < 0 or (isinstance(launcher, DockerLauncher) and status > 128)):
+        record.verdict, record.cause = "error", "qemu-crashed"
+        record.error = f"QEMU died (exit status {status}) before a verdict" + (f": {reason}" * bool(reason))
+    elif status == 0 and not docker_failure:
+        record.verdict, record.cause = "fail", "guest-exit"
+        record.error = "the machine stopped (QEMU exited with status 0) before a pass"
+    elif attempt.console_bytes == 0 or docker_failure or reason:
+        record.verdict = "error"
+        record.cause = "qemu-missing" if status == 127 else "qemu-refused"
+        record.error = f"QEMU refused to start: {reason or f'exit status {status}'}"
+        if ROMFILE_MISSING in attempt.stderr:
+            record.hint = "install the ipxe-qemu package (QEMU's network boot ROMs) where QEMU runs"
+    else:
+        record.verdict, record.cause = "fail", "guest-exit"
+        record.error = f"QEMU exited with status {status} before a verdict"
+
+
+def _judge(attempt: _Attempt, matcher: ConsoleMatcher, record: RunRecord, launcher: Launcher) -> None:
+    record.milestones = {k: round(v, 3) for k, v in matcher.milestones.items()}
+    record.last_milestone = matcher.last_milestone
+    record.notes = [{"rule": n.rule, "line": n.line, "at": round(n.time, 3)} for n in matcher.notes]
+    record.qemu_exit_status, record.killed = attempt.exit_status, attempt.killed
+    record.qemu_stderr = attempt.stderr[-4000:]
+    record.stopped_at = round(attempt.stopped_at, 3)
+    if attempt.decisive is not None:
+        d = attempt.decisive
+        record.verdict = "pass" if d.kind == "pass" else "fail"
+        record.cause, record.matched_rule, record.matched_line = d.cause, d.rule, d.line
+        record.matched_at = round(d.time, 3)
+        record.verdict_at = round(attempt.verdict_at or d.time, 3)
+        record.session, record.guest_memory = attempt.session, attempt.memory
+    elif attempt.timed_out:
+        record.verdict = "timeout"
+        record.cause = "test-timeout" if matcher.booted else "boot-timeout"
+        record.verdict_at = round(attempt.stopped_at, 3)
+    else:
+        _judge_exit(attempt, record, launcher)
+
+
+# -- the library call ---------------------------------------------------------------------------
+
+def _refused_for_highmem(attempt: _Attempt) -> bool:
+    return attempt.decisive is None and HIGHMEM_REFUSAL in attempt.stderr
+
+
+@contextlib.contextmanager
+def _console_log(output_dir: Path | None) -> Iterator[IO[bytes] | None]:
+    if output_dir is None:
+        yield None
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with (output_dir / CONSOLE_NAME).open("wb") as handle:
+        yield handle
+
+
+def write_record(record: RunRecord, output_dir: Path) -> Path:
+    import json
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / RECORD_NAME
+    record.record = str(path)
+    path.write_text(json.dumps(record.to_dict(), indent=2) + "\n")
+    return path
+
+
+def run_image(spec: RunSpec, ui: UI) -> RunRecord:
+    """Boot ``spec.image`` in QEMU, judge its console, run the login script after a pass, and
+    return (and, with ``output_dir``, write) the record. Infrastructure trouble is a record
+    with verdict ``error``; bad input (no image, broken rule file) raises InputError."""
+    if not spec.image.is_file():
+        raise InputError(f"{spec.image}: image not found")
+    launcher: Launcher = spec.launcher or HostLauncher()
+    ruleset = rules_for(spec.platform, spec.rules)
+    argv, cwd = qemu_command(spec)
+    record = RunRecord(
+        image=str(spec.image), image_sha256=sha256_of(spec.image), platform=spec.platform,
+        verdict="error", launcher=launcher.describe(), rules=list(ruleset.sources),
+        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    started = time.monotonic()
+    try:
+        with _console_log(spec.output_dir) as log, _Observer(ui, spec.image.name) as observer:
+            while True:
+                record.qemu_command, record.memory = argv, argv_memory(argv)
+                if log is not None:
+                    log.seek(0)
+                    log.truncate()
+                attempt, matcher = _attempt(spec, ruleset, argv, cwd, launcher, log, observer)
+                retry = without_highmem_off(argv) if _refused_for_highmem(attempt) else None
+                if retry is None:
+                    break
+                record.retries.append({
+                    "reason": _first_line(attempt.stderr), "qemu_command": argv,
+                    "retried_with": "highmem left on (-machine without highmem=off), same -m",
+                })
+                argv = retry
+            _judge(attempt, matcher, record, launcher)
+    except InfraError as err:
+        record.verdict, record.cause = "error", "qemu-missing"
+        record.error, record.hint = err.message, err.hint
+    except KeyboardInterrupt:
+        record.verdict, record.cause, record.error = "error", "interrupted", "interrupted (Ctrl-C)"
+        _finish(record, spec, started)
+        raise
+    _finish(record, spec, started)
+    return record
+
+
+def _finish(record: RunRecord, spec: RunSpec, started: float) -> None:
+    record.duration = round(time.monotonic() - started, 3)
+    if spec.output_dir is not None:
+        record.console_log = str(spec.output_dir / CONSOLE_NAME)
+        write_record(record, spec.output_dir)
+
+
