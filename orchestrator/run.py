@@ -148,12 +148,11 @@ class _ContainerProcess:
 
 def _remove_container(name: str) -> None:
     # The SDK: the container goes even when the `docker run` client was killed first.
+    from docker.client import from_env
     from docker.errors import DockerException, NotFound
 
-    import docker
-
     try:
-        client = docker.DockerClient.from_env()
+        client = from_env()
         client.containers.get(name).remove(force=True)
     except NotFound:
         pass
