@@ -1,0 +1,709 @@
+"""Patchsets on a source tree: apply (atomically, as commits on ``orch/<name>`` branches),
+revert to the pinned revisions, refresh the patch files from edited commits, import, and
+tell which patchsets are applied where.
+
+This is the library API the CLI and the build module call; it works the same on the user's
+workspace and on a build variant's ``git worktree`` checkouts (whose branches live in
+``orch-worktree/<worktree>/<name>`` so two trees never share a checked-out branch).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import git
+from git.exc import GitCommandError
+from git.refs.symbolic import SymbolicReference
+
+from orchestrator.errors import InputError, OrchError, WorkspaceError
+from orchestrator.patchcheck import (
+    CheckReport,
+    HunkResult,
+    PatchResult,
+    Status,
+    check_parsed,
+    parse_series,
+    safe_path,
+)
+from orchestrator.patchconfig import (
+    PatchRef,
+    Patchset,
+    available_patchsets,
+    check_name,
+    import_target_dir,
+    load_patchset,
+    patchset_search_path,
+    resolve,
+    write_config,
+)
+from orchestrator.patchfile import (
+    ParsedPatch,
+    format_mail,
+    parse_diff,
+    parse_patch_file,
+    patch_file_name,
+    sha256_file,
+    split_repo_diff,
+)
+from orchestrator.tree import ProjectCheckout, SourceTree
+
+__all__ = [
+    "ApplyReport",
+    "CheckReport",
+    "Patchset",
+    "RefreshReport",
+    "RevertReport",
+    "applied_patchsets",
+    "apply",
+    "available_patchsets",
+    "check",
+    "import_patchset",
+    "import_target_dir",
+    "load_patchset",
+    "patchset_search_path",
+    "refresh",
+    "resolve",
+    "revert",
+]
+
+BACKUP_PREFIX = "refs/heads/orch-backup"
+
+
+# --------------------------------------------------------------------------- git plumbing
+
+
+@dataclass
+class _Repo:
+    """One project checkout opened with gitpython, plus the branch namespace orch uses in it."""
+
+    checkout: ProjectCheckout
+    repo: git.Repo
+    namespace: str
+
+    @property
+    def path(self) -> str:
+        return self.checkout.path
+
+    def run(self, *args: str) -> str:
+        out = self.repo.git.execute(["git", *args], strip_newline_in_stdout=True)
+        return out if isinstance(out, str) else ""
+
+    def run_both(self, *args: str) -> str:
+        """stdout and stderr together (git am reports its 3-way fallback on both)."""
+        _status, out, err = self.repo.git.execute(["git", *args], with_extended_output=True)
+        return f"{out}\n{err}"
+
+    def head(self) -> tuple[str, str | None]:
+        """(HEAD's SHA, the ref HEAD points to or None when detached), read from files."""
+        sha = SymbolicReference.dereference_recursive(self.repo, "HEAD")
+        ref = None if self.repo.head.is_detached else self.repo.head.reference.path
+        return sha, ref
+
+    def ref_sha(self, ref: str) -> str | None:
+        try:
+            return SymbolicReference.dereference_recursive(self.repo, ref)
+        except (ValueError, OSError):
+            return None
+
+    def branch(self, patchset: str) -> str:
+        return f"refs/heads/{self.namespace}/{patchset}"
+
+    def orch_refs(self) -> dict[str, str]:
+        prefix = f"refs/heads/{self.namespace}/"
+        refs: dict[str, str] = {}
+        for ref in SymbolicReference._iter_items(self.repo, prefix.rstrip("/")):
+            path = str(ref.path)
+            sha = self.ref_sha(path)
+            if sha and path.startswith(prefix):
+                refs[path] = sha
+        return refs
+
+    def dirty_files(self) -> list[str]:
+        out = self.run("status", "--porcelain=v1", "-z", "--untracked-files=no")
+        return [entry[3:] for entry in out.split("\0") if len(entry) > 3]
+
+    def am_in_progress(self) -> bool:
+        return (Path(self.repo.git_dir) / "rebase-apply").exists()
+
+    def update_refs(self, updates: dict[str, str | None]) -> None:
+        """Set (sha) or delete (None) refs in one transaction."""
+        if not updates:
+            return
+        lines = [f"delete {ref}" if sha is None else f"update {ref} {sha}" for ref, sha in updates.items()]
+        with tempfile.TemporaryFile() as stdin:
+            stdin.write(("\n".join(lines) + "\n").encode())
+            stdin.seek(0)
+            self.repo.git.execute(["git", "update-ref", "--stdin"], istream=stdin)
+
+
+def _namespace(repo: git.Repo) -> str:
+    git_dir, common = Path(repo.git_dir).resolve(), Path(repo.common_dir).resolve()
+    return "orch" if git_dir == common else f"orch-worktree/{git_dir.name}"
+
+
+def _open(checkout: ProjectCheckout) -> _Repo:
+    try:
+        repo = git.Repo(checkout.directory)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise WorkspaceError(
+            f"{checkout.path}: {checkout.directory} is not a git checkout",
+            hint="run `orch sync` first",
+        ) from None
+    return _Repo(checkout, repo, _namespace(repo))
+
+
+def _git_error(error: GitCommandError) -> str:
+    text = str(error.stderr or error.stdout or "").strip().strip("'").strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("hint:")]
+    interesting = [ln for ln in lines if ln.startswith(("error:", "fatal:"))]
+    return (interesting or lines or ["git failed"])[0].removeprefix("stderr: ")
+
+
+def _timestamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@dataclass(frozen=True)
+class AppliedCommit:
+    patchset: str
+    patch: str
+    commit: str
+
+
+@dataclass
+class ProjectApply:
+    project: str
+    branch: str  # the branch HEAD is on afterwards
+    base: str  # HEAD before
+    commits: list[AppliedCommit] = field(default_factory=list)
+    already_applied: list[str] = field(default_factory=list)  # patchset names
+    merged: list[str] = field(default_factory=list)  # "patch: file" merged three-way
+    backups: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ApplyReport:
+    patchsets: list[str]
+    projects: list[ProjectApply] = field(default_factory=list)
+    check: CheckReport = field(default_factory=CheckReport)
+
+    @property
+    def noop(self) -> bool:
+        return all(not p.commits for p in self.projects)
+
+
+@dataclass(frozen=True)
+class ProjectRevert:
+    project: str
+    was: str  # branch or SHA HEAD was on
+    now: str  # the pinned SHA
+    changed: bool
+    backup: str | None = None
+
+
+@dataclass
+class RevertReport:
+    projects: list[ProjectRevert] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RefreshedPatch:
+    project: str
+    file: str
+    sha256: str
+    status: str  # unchanged | updated | added | removed
+
+
+@dataclass
+class RefreshReport:
+    patchset: str
+    patches: list[RefreshedPatch] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(p.status != "unchanged" for p in self.patches)
+
+
+# --------------------------------------------------------------------------- check
+
+
+def check(tree: SourceTree, patchsets: Sequence[Patchset]) -> CheckReport:
+    """Dry run, per patch and hunk: patchsets orch already applied in a project (their branch
+    is in HEAD) report ``already-applied``; the rest are simulated against the checkout."""
+    parsed = parse_series(patchsets)
+    for project in _projects_in_order(patchsets):
+        tree.project(project)
+    _check_paths(tree, parsed)
+    plans = _plan(tree, patchsets, refuse_dirty=False)
+    simulated = check_parsed(tree, _pending_view(patchsets, plans), parsed)
+    by_key = {(r.patchset, r.project, r.patch): r for r in simulated.patches}
+    results: list[PatchResult] = []
+    for ps in patchsets:
+        for project, refs in ps.projects.items():
+            for ref in refs:
+                key = (ps.name, project, ref.file)
+                results.append(by_key.get(key) or _applied_result(ps, ref, parsed[key]))
+    return CheckReport(results)
+
+
+def _applied_result(patchset: Patchset, ref: PatchRef, patch: ParsedPatch) -> PatchResult:
+    hunks = [
+        HunkResult(change.path, hunk.header, Status.ALREADY_APPLIED, f"on branch orch/{patchset.name}")
+        for change in patch.changes
+        for hunk in change.hunks
+    ]
+    return PatchResult(patchset.name, ref.project, ref.file, patch.subject, Status.ALREADY_APPLIED, hunks)
+
+
+# --------------------------------------------------------------------------- apply
+
+
+@dataclass
+class _Snapshot:
+    head: str
+    head_ref: str | None
+    refs: dict[str, str]
+
+
+@dataclass
+class _Plan:
+    repo: _Repo
+    snapshot: _Snapshot
+    pending: list[tuple[Patchset, list[PatchRef]]]
+    already: list[str]
+    started: bool = False
+
+
+def _projects_in_order(patchsets: Sequence[Patchset]) -> list[str]:
+    order: list[str] = []
+    for ps in patchsets:
+        order += [p for p in ps.projects if p not in order]
+    return order
+
+
+def _applied_in(repo: _Repo, snapshot: _Snapshot, names: Sequence[str]) -> set[str]:
+    """Which of ``names`` have their branch in HEAD's history above the pinned commit."""
+    if snapshot.head == repo.checkout.pinned:
+        return set()
+    candidates = {n: snapshot.refs.get(repo.branch(n)) for n in names}
+    if not any(candidates.values()):
+        return set()
+    history = set(_above_pin(repo, snapshot.head))
+    return {n for n, sha in candidates.items() if sha and sha in history}
+
+
+def _above_pin(repo: _Repo, head: str) -> list[str]:
+    """Commits in HEAD's history that the pinned commit lacks, newest first (at most 10000)."""
+    return repo.run("rev-list", "--max-count=10000", head, "--not", repo.checkout.pinned).split()
+
+
+def _check_paths(tree: SourceTree, parsed: dict[tuple[str, str, str], ParsedPatch]) -> None:
+    for (name, project, file), patch in parsed.items():
+        checkout = tree.project(project).directory
+        for change in patch.changes:
+            for rel in (change.source, change.target):
+                if rel is not None:
+                    safe_path(checkout, rel, f"{name}: {project}/{file}")
+
+
+def _failure_message(result: PatchResult) -> str:
+    hunk = result.first_failure()
+    where = f"{result.patchset}: {result.project}/{result.patch}"
+    if hunk is None:
+        return f"{where}: does not apply"
+    return f"{where}: {hunk.file}: hunk {hunk.header}: {hunk.reason}"
+
+
+def _plan(tree: SourceTree, patchsets: Sequence[Patchset], *, refuse_dirty: bool = True) -> list[_Plan]:
+    plans: list[_Plan] = []
+    dirty: list[str] = []
+    for project in _projects_in_order(patchsets):
+        repo = _open(tree.project(project))
+        head, head_ref = repo.head()
+        snapshot = _Snapshot(head, head_ref, repo.orch_refs())
+        touching = [ps for ps in patchsets if project in ps.projects]
+        applied = _applied_in(repo, snapshot, [ps.name for ps in touching])
+        pending = [(ps, ps.projects[project]) for ps in touching if ps.name not in applied]
+        if pending and refuse_dirty:
+            files = repo.dirty_files()
+            if files:
+                dirty.append(f"{project}: {', '.join(files)}")
+        plans.append(_Plan(repo, snapshot, pending, [ps.name for ps in touching if ps.name in applied]))
+    if dirty:
+        raise WorkspaceError(
+            "uncommitted changes would be mixed into the patchset: " + "; ".join(dirty),
+            hint="commit or stash them first; nothing was applied",
+        )
+    return plans
+
+
+def _pending_view(patchsets: Sequence[Patchset], plans: Sequence[_Plan]) -> list[Patchset]:
+    """The patchsets reduced to the (project, patchset) pairs not applied yet."""
+    pending = {(ps.name, p.repo.path) for p in plans for ps, _ in p.pending}
+    return [
+        replace(ps, projects={k: v for k, v in ps.projects.items() if (ps.name, k) in pending})
+        for ps in patchsets
+    ]
+
+
+def apply(tree: SourceTree, patchsets: Sequence[Patchset], *, three_way: bool = False) -> ApplyReport:
+    """Apply ``patchsets`` (requirements first, as from :func:`resolve`) to the tree.
+
+    Each project's series becomes commits (``git am``); each patchset's branch points at its
+    own top and HEAD ends on the last one. Atomic: if anything fails, every project is put
+    back exactly as it was (HEAD, branch, refs, index, worktree) and the error names the
+    patch and hunk. Patchsets already applied in a project are skipped; all of them -> no-op.
+    """
+    parsed = parse_series(patchsets)
+    for project in _projects_in_order(patchsets):
+        tree.project(project)
+    _check_paths(tree, parsed)
+    plans = _plan(tree, patchsets)
+    report = ApplyReport([ps.name for ps in patchsets])
+    report.check = check_parsed(tree, _pending_view(patchsets, plans), parsed)
+    problems = [r for r in report.check.patches if r.status is not Status.APPLIES]
+    if problems and not three_way:
+        first = problems[0]
+        if first.status is Status.ALREADY_APPLIED:
+            raise WorkspaceError(
+                f"{first.patchset}: {first.project}/{first.patch}: already in the tree, but not on "
+                f"orch's branch for '{first.patchset}'",
+                hint="run `orch patchset revert` first; nothing was applied",
+            )
+        raise InputError(_failure_message(first), hint="nothing was applied; try --3way if context drifted")
+    try:
+        for plan in plans:
+            report.projects.append(_apply_project(plan, three_way))
+    except BaseException:
+        _rollback(plans)
+        raise
+    return report
+
+
+def _am(plan: _Plan, patchset: Patchset, refs: list[PatchRef], three_way: bool) -> str:
+    args = ["am", "--3way" if three_way else "--no-3way"]
+    if not three_way:
+        args.append("--quiet")
+    try:
+        return plan.repo.run_both(*args, *[str(r.path) for r in refs])
+    except GitCommandError as error:
+        output = f"{error.stdout}\n{error.stderr}"
+        number = re.search(r"Patch failed at (\d+)", output)
+        index = int(number.group(1)) - 1 if number else 0
+        ref = refs[min(index, len(refs) - 1)]
+        detail = re.search(r"error: patch failed: (\S+)", output)
+        why = f"patch failed at {detail.group(1)}" if detail else _git_error(error)
+        raise InputError(
+            f"{patchset.name}: {ref.project}/{ref.file}: git am failed: {why}",
+            hint="every project was put back as it was" + ("" if three_way else "; try --3way"),
+        ) from None
+
+
+def _merged(output: str) -> list[str]:
+    merged: list[str] = []
+    subject = ""
+    for line in output.splitlines():
+        if line.startswith("Applying: "):
+            subject = line.removeprefix("Applying: ")
+        elif line.startswith("Auto-merging "):
+            merged.append(f"{subject}: {line.removeprefix('Auto-merging ')}")
+    return merged
+
+
+def _apply_project(plan: _Plan, three_way: bool) -> ProjectApply:
+    repo, snap = plan.repo, plan.snapshot
+    if not plan.pending:
+        top = repo.branch(plan.already[-1]) if plan.already else (snap.head_ref or snap.head)
+        branch = top.removeprefix("refs/heads/")
+        return ProjectApply(repo.path, branch, snap.head, already_applied=plan.already)
+    result = ProjectApply(repo.path, "", snap.head, already_applied=list(plan.already))
+    plan.started = True
+    if snap.head_ref is not None:
+        repo.run("checkout", "--quiet", "--detach")
+    updates: dict[str, str | None] = {}
+    for patchset, refs in plan.pending:
+        output = _am(plan, patchset, refs, three_way)
+        result.merged += _merged(output) if three_way else []
+        top = repo.head()[0]
+        branch = repo.branch(patchset.name)
+        old = snap.refs.get(branch)
+        if old is not None and old != top:
+            backup = f"{BACKUP_PREFIX}/{repo.namespace}/{patchset.name}-{_timestamp()}"
+            updates[backup] = old
+            result.backups.append(backup.removeprefix("refs/heads/"))
+        updates[branch] = top
+        result.commits += [AppliedCommit(patchset.name, r.file, "") for r in refs]
+    shas = repo.run("rev-list", f"--max-count={len(result.commits)}", "--reverse", "HEAD").split()
+    result.commits = [replace(c, commit=sha) for c, sha in zip(result.commits, shas, strict=True)]
+    repo.update_refs(updates)
+    last_branch = repo.branch(plan.pending[-1][0].name)
+    repo.run("symbolic-ref", "HEAD", last_branch)
+    result.branch = last_branch.removeprefix("refs/heads/")
+    return result
+
+
+def _rollback(plans: Sequence[_Plan]) -> None:
+    """Put every started project back: HEAD, its branch, orch's refs, index and worktree."""
+    errors: list[str] = []
+    for plan in reversed(plans):
+        if not plan.started:
+            continue
+        repo, snap = plan.repo, plan.snapshot
+        try:
+            if repo.am_in_progress():
+                repo.run("am", "--abort")
+            repo.run("update-ref", "--no-deref", "HEAD", snap.head)
+            repo.run("reset", "--quiet", "--hard", snap.head)
+            current = repo.orch_refs()
+            current.update({r: "" for r in _backups(repo)})
+            restore: dict[str, str | None] = {r: None for r in current if r not in snap.refs}
+            restore.update({r: sha for r, sha in snap.refs.items() if current.get(r) != sha})
+            repo.update_refs(restore)
+            if snap.head_ref is not None:
+                repo.run("symbolic-ref", "HEAD", snap.head_ref)
+        except GitCommandError as error:
+            errors.append(f"{repo.path}: {_git_error(error)}")
+    if errors:
+        raise WorkspaceError("could not restore " + "; ".join(errors), hint="check those projects by hand")
+
+
+def _backups(repo: _Repo) -> list[str]:
+    prefix = f"{BACKUP_PREFIX}/{repo.namespace}"
+    return [str(r.path) for r in SymbolicReference._iter_items(repo.repo, prefix)]
+
+
+# --------------------------------------------------------------------------- revert
+
+
+def revert(tree: SourceTree, patchsets: Sequence[Patchset] | None = None) -> RevertReport:
+    """Put the projects the patchsets touch (all projects for None) back on their pinned SHAs.
+
+    Refuses, listing the files, where a project has uncommitted edits. Commits are never lost:
+    orch's branches keep theirs, and a detached HEAD no branch holds gets a backup branch.
+    """
+    paths = list(tree.projects) if patchsets is None else _projects_in_order(patchsets)
+    repos = [_open(tree.project(p)) for p in paths]
+    moving: list[tuple[_Repo, str, str | None]] = []
+    dirty: list[str] = []
+    for repo in repos:
+        head, head_ref = repo.head()
+        if head == repo.checkout.pinned and head_ref is None:
+            continue
+        files = repo.dirty_files()
+        if files:
+            dirty.append(f"{repo.path}: {', '.join(files)}")
+        moving.append((repo, head, head_ref))
+    if dirty:
+        raise WorkspaceError(
+            "uncommitted edits, not reverting: " + "; ".join(dirty),
+            hint="commit them (then `orch patchset refresh`) or stash them; nothing was changed",
+        )
+    report = RevertReport()
+    moved = {repo.path for repo, _, _ in moving}
+    for repo in repos:
+        if repo.path not in moved:
+            pinned = repo.checkout.pinned
+            report.projects.append(ProjectRevert(repo.path, pinned, pinned, False))
+    for repo, head, head_ref in moving:
+        backup = None
+        if head_ref is None and not repo.run("for-each-ref", "--count=1", "--contains", head, "refs/heads"):
+            backup = f"{BACKUP_PREFIX}/{repo.namespace}/detached-{_timestamp()}"
+            repo.update_refs({backup: head})
+        try:
+            repo.run("checkout", "--quiet", "--detach", repo.checkout.pinned)
+        except GitCommandError as error:
+            raise WorkspaceError(f"{repo.path}: cannot check out the pin: {_git_error(error)}") from None
+        was = head_ref.removeprefix("refs/heads/") if head_ref else head
+        short = backup.removeprefix("refs/heads/") if backup else None
+        report.projects.append(ProjectRevert(repo.path, was, repo.checkout.pinned, True, short))
+    order = {p: i for i, p in enumerate(paths)}
+    report.projects.sort(key=lambda r: order[r.project])
+    return report
+
+
+# --------------------------------------------------------------------------- status
+
+
+def applied_patchsets(tree: SourceTree) -> dict[str, list[str]]:
+    """Project path -> the patchsets whose branches are in its HEAD above the pin, bottom first."""
+    result: dict[str, list[str]] = {}
+    for path, checkout in tree.projects.items():
+        try:
+            repo = _open(checkout)
+            head, _ = repo.head()
+        except (OrchError, ValueError):
+            continue
+        if head == checkout.pinned:
+            continue
+        refs = repo.orch_refs()
+        if not refs:
+            continue
+        position = {sha: -i for i, sha in enumerate(_above_pin(repo, head))}
+        prefix = f"refs/heads/{repo.namespace}/"
+        names = sorted(
+            (position[sha], ref.removeprefix(prefix)) for ref, sha in refs.items() if sha in position
+        )
+        if names:
+            result[path] = [name for _, name in names]
+    return result
+
+
+# --------------------------------------------------------------------------- refresh
+
+
+def refresh(tree: SourceTree, patchset: Patchset) -> RefreshReport:
+    """Regenerate ``patchset``'s patch files and sha256s from the commits on its branches.
+
+    The commits of a project are those on ``orch/<name>`` above the pinned SHA and above any
+    other orch branch it contains (the required patchsets). File names stay as they were,
+    by position; extra commits get new ``git format-patch`` names, missing ones are removed.
+    """
+    report = RefreshReport(patchset.name)
+    generated: dict[str, list[Path]] = {}
+    with tempfile.TemporaryDirectory(prefix="orch-refresh-") as scratch:
+        for project in patchset.projects:
+            repo = _open(tree.project(project))
+            branch = repo.branch(patchset.name)
+            if repo.ref_sha(branch) is None:
+                raise WorkspaceError(
+                    f"{patchset.name}: not applied in {project} "
+                    f"(no branch {branch.removeprefix('refs/heads/')})",
+                    hint=f"run `orch patchset apply {patchset.name}` and edit the commits there",
+                )
+            below = [
+                r for r in repo.run("for-each-ref", "--format=%(refname)", "--merged", branch,
+                                    f"refs/heads/{repo.namespace}/").split() if r != branch
+            ]
+            out = Path(scratch) / project
+            repo.run("format-patch", "--quiet", "--zero-commit", "--no-signature", "-o", str(out),
+                     branch, "--not", repo.checkout.pinned, *below)
+            generated[project] = sorted(out.glob("*.patch"))
+            if not generated[project]:
+                raise WorkspaceError(f"{patchset.name}: {branch} in {project} has no commits above the pin")
+        new_projects: dict[str, list[PatchRef]] = {}
+        for project, files in generated.items():
+            new_projects[project] = _replace_series(patchset, project, files, report)
+    patchset.projects = new_projects
+    write_config(patchset)
+    return report
+
+
+def _replace_series(
+    patchset: Patchset, project: str, files: list[Path], report: RefreshReport
+) -> list[PatchRef]:
+    old = patchset.projects[project]
+    target_dir = patchset.directory / project
+    target_dir.mkdir(parents=True, exist_ok=True)
+    refs: list[PatchRef] = []
+    taken = {r.file for r in old}
+    for i, source in enumerate(files):
+        name = old[i].file if i < len(old) else source.name
+        if i >= len(old) and name in taken:
+            name = f"{Path(name).stem}-{i + 1}.patch"
+        target = target_dir / name
+        before = target.read_bytes() if target.is_file() else None
+        data = source.read_bytes()
+        if before != data:
+            target.write_bytes(data)
+        digest = sha256_file(target)
+        status = "added" if i >= len(old) else ("unchanged" if before == data else "updated")
+        report.patches.append(RefreshedPatch(project, name, digest, status))
+        refs.append(PatchRef(project, name, digest, target))
+    for stale in old[len(files):]:
+        stale.path.unlink(missing_ok=True)
+        report.patches.append(RefreshedPatch(project, stale.file, stale.sha256, "removed"))
+    return refs
+
+
+# --------------------------------------------------------------------------- import
+
+
+def _git_identity() -> str:
+    try:
+        ident = git.Git().execute(["git", "var", "GIT_AUTHOR_IDENT"], strip_newline_in_stdout=True)
+        return re.sub(r"\s+\d+ [+-]\d{4}$", "", str(ident))
+    except GitCommandError:
+        return "orch user <orch@localhost>"
+
+
+def _series_from_dir(source: Path, project: str | None) -> dict[str, list[Path]]:
+    if project is not None:
+        files = sorted(source.glob("*.patch"))
+        if not files:
+            raise InputError(f"{source}: no *.patch files")
+        return {project.strip("/"): files}
+    loose = sorted(source.glob("*.patch"))
+    if loose:
+        raise InputError(
+            f"{source}: patch files directly in the directory; which project do they belong to?",
+            hint="put them in DIR/<project path>/ or pass --project PATH",
+        )
+    series: dict[str, list[Path]] = {}
+    for file in sorted(source.rglob("*.patch")):
+        series.setdefault(file.parent.relative_to(source).as_posix(), []).append(file)
+    if not series:
+        raise InputError(f"{source}: no *.patch files under it (expected DIR/<project path>/*.patch)")
+    return series
+
+
+def import_patchset(
+    name: str,
+    source: Path,
+    target_root: Path,
+    *,
+    project: str | None = None,
+    description: str | None = None,
+    subject: str | None = None,
+    author: str | None = None,
+    force: bool = False,
+) -> Patchset:
+    """Create ``target_root/name`` from ``repo diff`` output or a directory of format-patch files."""
+    check_name(name)
+    directory = target_root / name
+    if directory.exists() and not force:
+        raise InputError(f"{directory} already exists", hint="pick another name or pass --force")
+    staged: dict[str, list[tuple[str, bytes]]] = {}
+    if source.is_dir():
+        for proj, files in _series_from_dir(source, project).items():
+            for file in files:
+                parse_patch_file(file)
+            staged[proj] = [(f.name, f.read_bytes()) for f in files]
+    elif source.is_file():
+        text = source.read_text(encoding="utf-8", errors="surrogateescape")
+        who = author or _git_identity()
+        if project is not None:
+            sections = {project.strip("/"): text}
+            parse_diff(text, source.name)
+        else:
+            sections = split_repo_diff(text, source.name)
+        for proj, diff in sections.items():
+            component = proj.rstrip("/").rsplit("/", 1)[-1]
+            subj = subject or f"{component}: {description or name}"
+            body = f"Imported by orch from {source.name}."
+            mail = format_mail(diff, subject=subj, body=body, author=who)
+            staged[proj] = [(patch_file_name(1, subj), mail.encode())]
+    else:
+        raise InputError(f"{source}: no such file or directory")
+    if directory.exists():
+        shutil.rmtree(directory)
+    text_description = description or f"imported from {source.name}"
+    patchset = Patchset(name=name, directory=directory, description=text_description)
+    for proj, series in staged.items():
+        (directory / proj).mkdir(parents=True, exist_ok=True)
+        refs: list[PatchRef] = []
+        for file_name, data in series:
+            path = directory / proj / file_name
+            path.write_bytes(data)
+            refs.append(PatchRef(proj, file_name, sha256_file(path), path))
+        patchset.projects[proj] = refs
+    write_config(patchset)
+    return patchset
