@@ -130,6 +130,11 @@ def job_script(job: Job) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plain_script(job: Job) -> str:
+    """The job as a person would type it: ``cd <workdir> && step && step``."""
+    return " && ".join([f"cd {shlex.quote(str(job.workdir))}", *(shlex.join(s.argv) for s in job.steps)])
+
+
 class _StepWatcher:
     """Feeds output through to the job and remembers the step the script says failed."""
 
@@ -320,7 +325,7 @@ class DockerExecutor:
             argv += ["-e", f"{key}={value}"]
         for b in job.binds:
             argv += ["-v", f"{b.path}:{b.path}" + (":ro" if b.read_only else "")]
-        argv += ["-w", str(job.workdir), self._image_id or self.image, "sh", "-c", job_script(job)]
+        argv += ["-w", str(job.workdir), self._image_id or self.image, "sh", "-c", plain_script(job)]
         return shlex.join(argv)
 
 
@@ -406,7 +411,7 @@ class HostExecutor:
 
     def reproducer(self, job: Job) -> str:
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in job.env.items())
-        return f"{env} sh -c {shlex.quote(job_script(job))}".strip()
+        return f"{env} sh -c {shlex.quote(plain_script(job))}".strip()
 
 
 def make_executor(name: str, image: str) -> Executor:

@@ -77,11 +77,6 @@ def head_commit(checkout: Path) -> str:
     return _git(checkout, "rev-parse", "HEAD")
 
 
-def is_dirty(checkout: Path) -> bool:
-    """True when ``checkout`` has uncommitted changes to tracked files (which builds ignore)."""
-    return _repo(checkout).is_dirty(untracked_files=False)
-
-
 def _common_dir(directory: Path) -> Path:
     return Path(_repo(directory).common_dir).resolve()
 
@@ -128,13 +123,28 @@ def _add_worktree(source: ProjectCheckout, directory: Path, commit: str) -> None
     _git(source.directory, "worktree", "add", "--detach", "--force", "-q", str(directory), commit)
 
 
+def _drop_patch_branches(directory: Path) -> None:
+    """Delete the branches patchset.apply made for this worktree (``orch-worktree/<name>/*``
+    and their backups) from the shared repository, so none pile up in the user's repo."""
+    repo = _repo(directory)
+    name = Path(repo.git_dir).name
+    prefixes = [f"refs/heads/orch-worktree/{name}/", f"refs/heads/orch-backup/orch-worktree/{name}/"]
+    refs = _git(directory, "for-each-ref", "--format=%(refname)", *prefixes).split()
+    for ref in refs:
+        repo.git.execute(["git", "update-ref", "-d", ref])
+
+
 def _reset_worktree(directory: Path, commit: str) -> None:
     """Back to ``commit`` exactly (undoing earlier patches); unchanged files keep their mtime."""
     _git(directory, "checkout", "-q", "--detach", "-f", commit)
     _git(directory, "clean", "-q", "-fdx")
+    _drop_patch_branches(directory)
 
 
 def _remove_worktree(source: ProjectCheckout, directory: Path) -> None:
+    if (directory / ".git").is_file():
+        with contextlib.suppress(InfraError, git.GitError):
+            _drop_patch_branches(directory)
     with contextlib.suppress(InfraError, git.GitError):
         _git(source.directory, "worktree", "remove", "--force", "--force", str(directory))
     if directory.is_symlink() or directory.is_file():

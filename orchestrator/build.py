@@ -1,0 +1,566 @@
+"""Building variants: ``init-build.sh`` + ``ninja`` in a variant tree, artifacts, record, cache.
+
+For each variant: hash its inputs (project commits, patch sha256s, CMake options, app,
+platform, build image ID or host toolchain, ``CAMKES_VM_IMAGES_DIR`` summary); reuse a
+successful earlier build with that hash unless ``rebuild``; else prepare the variant's
+worktree tree (:mod:`orchestrator.variant`), apply its patchsets there, run
+``../src/init-build.sh <options>`` (only when the configure inputs changed) and ``ninja`` in
+its build dir through an :class:`~orchestrator.executor.Executor`, and copy the image, the
+``simulate`` script, the log and a ``metadata.json`` to ``.orch/builds/<variant>/<hash>/``.
+
+Outcomes: a broken build of the code under test is a :class:`BuildResult` with status
+``fail`` (exit 1: that revision is broken); machinery trouble (Docker, disk full, timeout)
+raises :class:`InfraError` (125); Ctrl-C raises KeyboardInterrupt (130). On every path but
+success the variant's worktrees are removed and pruned and no container is left running.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from orchestrator import __version__
+from orchestrator.buildspec import BuildSpec, VariantSpec
+from orchestrator.errors import EXIT_FAIL, InfraError, OrchError
+from orchestrator.executor import (
+    LABEL_VARIANT,
+    LABEL_WORKSPACE,
+    Bind,
+    Executor,
+    ExecutorInfo,
+    Job,
+    Step,
+)
+from orchestrator.tree import SourceTree
+from orchestrator.ui import UI, Tracker
+from orchestrator.variant import (
+    FileLink,
+    VariantTree,
+    head_commit,
+    mark_ready,
+    prepare_variant_tree,
+    remove_variant_tree,
+    variant_lock,
+    workspace_links,
+)
+
+RECIPE_VERSION = 1  # bump when the build commands change, to invalidate every cache entry
+BUILDS_DIR = Path(".orch") / "builds"
+SEL4_CACHE_DIR = Path(".orch") / "sel4-cache"
+LOG_TAIL_LINES = 20
+_CONFIGURE_KEY = ".orch-configure.key"
+
+ApplyFn = Callable[[SourceTree, Sequence[Any]], Any]
+
+
+class BuildFailed(OrchError):
+    """A variant's build broke (exit 1): the code under test does not build."""
+
+
+@dataclass(frozen=True)
+class PatchRecord:
+    """One patch that went into a variant, as the record lists it."""
+
+    patchset: str
+    project: str
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str  # relative to the output dir, e.g. images/capdl-loader-image-arm-qemu-arm-virt
+    path: Path
+    sha256: str
+    size: int
+
+
+@dataclass
+class BuildResult:
+    """One variant's build: status ``pass``/``fail``, where its files are, its record."""
+
+    variant: str
+    status: str
+    cached: bool
+    output_dir: Path
+    log: Path
+    metadata: dict[str, Any]
+    image: Path | None = None
+    simulate: Path | None = None
+    failed_step: str | None = None
+    log_tail: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "pass"
+
+    def error(self) -> OrchError | None:
+        """The one-line failure (exit 1) with the log's last lines and path, or None."""
+        if self.ok:
+            return None
+        step = {"configure": "init-build.sh", "build": "ninja"}.get(self.failed_step or "", "the build")
+        tail = "\n".join(self.log_tail)
+        return BuildFailed(
+            f"variant '{self.variant}': {step} failed (log: {self.log})",
+            hint=f"last lines of the log:\n{tail}" if tail else None,
+            exit_code=EXIT_FAIL,
+        )
+
+
+@dataclass
+class BuildContext:
+    """What every variant build of one run shares: the synced workspace and the settings."""
+
+    root: Path
+    tree: SourceTree  # the user's synced workspace
+    spec: BuildSpec
+    executor: Executor
+    ui: UI = field(default_factory=UI.silent)
+    links: Sequence[FileLink] | None = None  # linkfiles/copyfiles; default: found in root
+    manifest: Mapping[str, Any] | None = None  # manifest source for the record
+    apply: ApplyFn | None = None  # default: orchestrator.patchset.apply
+    rebuild: bool = False
+    timeout: float | None = None  # seconds per variant build
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """Facts computed once per run, before the variants build."""
+
+    info: ExecutorInfo
+    commits: dict[str, str]
+    links: tuple[FileLink, ...]
+    manifest: dict[str, Any]
+    cancel: threading.Event
+    git_lock: threading.Lock
+
+
+class _Interrupted(Exception):
+    """A worker's build was cancelled by Ctrl-C in the main thread."""
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _hash(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _name(patchset: Any) -> str:
+    return str(getattr(patchset, "name", patchset))
+
+
+def patch_records(patchset: Any) -> list[PatchRecord]:
+    """The patches of a loaded patchset with the sha256 of each file as it is on disk."""
+    records: list[PatchRecord] = []
+    for refs in getattr(patchset, "projects", {}).values():
+        for ref in refs:
+            path = Path(ref.path)
+            sha = _sha256_file(path) if path.is_file() else str(ref.sha256)
+            records.append(PatchRecord(_name(patchset), str(ref.project), str(ref.file), sha))
+    return records
+
+
+def _images_dir_summary(directory: Path | None) -> list[Any] | None:
+    """Names, sizes and mtimes of the files in ``CAMKES_VM_IMAGES_DIR`` (cheap, not a hash)."""
+    if directory is None:
+        return None
+    summary: list[Any] = []
+    for dirpath, _dirs, files in sorted(os.walk(directory)):
+        for name in sorted(files):
+            path = Path(dirpath) / name
+            with contextlib.suppress(OSError):
+                stat = path.stat()
+                summary.append([str(path.relative_to(directory)), stat.st_size, stat.st_mtime_ns])
+    return summary
+
+
+def _read_manifest_source(root: Path) -> dict[str, Any]:
+    """The manifest source orch sync recorded in ``.orch/state.json``, if any."""
+    try:
+        state = json.loads((root / ".orch" / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    manifest = state.get("manifest") if isinstance(state, dict) else None
+    return manifest if isinstance(manifest, dict) else {}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One variant's inputs and where its build goes."""
+
+    variant: VariantSpec
+    patchsets: tuple[Any, ...]
+    patches: tuple[PatchRecord, ...]
+    options: tuple[str, ...]
+    images_dir: Path | None
+    tree_key: str
+    inputs_hash: str
+    output_dir: Path
+
+
+def _plan(ctx: BuildContext, shared: _Shared, variant: VariantSpec, patchsets: Sequence[Any]) -> _Plan:
+    patches = tuple(r for p in patchsets for r in patch_records(p))
+    options = ctx.spec.options_for(variant)
+    images_dir = ctx.spec.images_dir(variant)
+    tree_key = _hash({"commits": shared.commits, "patches": [r.sha256 for r in patches],
+                      "patchsets": [_name(p) for p in patchsets],
+                      "links": [list(vars(link).values()) for link in shared.links]})
+    inputs_hash = _hash({
+        "recipe": RECIPE_VERSION,
+        "tree": tree_key,
+        "app": ctx.spec.app,
+        "platform": ctx.spec.platform,
+        "options": list(options),
+        "executor": [shared.info.name, shared.info.identity],
+        "images_dir": _images_dir_summary(images_dir),
+    })
+    output_dir = ctx.root / BUILDS_DIR / variant.name / inputs_hash[:16]
+    return _Plan(variant, tuple(patchsets), patches, options, images_dir, tree_key, inputs_hash, output_dir)
+
+
+def _cached(ctx: BuildContext, plan: _Plan) -> BuildResult | None:
+    """The earlier successful build with the same inputs, if its files are all still there."""
+    try:
+        metadata = json.loads((plan.output_dir / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if metadata.get("status") != "pass" or metadata.get("inputs_hash") != plan.inputs_hash:
+        return None
+    for artifact in metadata.get("artifacts", []):
+        path = plan.output_dir / artifact["name"]
+        if not path.is_file() or path.stat().st_size != artifact["size"]:
+            return None
+    _link_latest(plan.output_dir)
+    return _result(ctx, plan, metadata, cached=True)
+
+
+def _result(ctx: BuildContext, plan: _Plan, metadata: dict[str, Any], *, cached: bool,
+            log_tail: list[str] | None = None) -> BuildResult:
+    image = plan.output_dir / ctx.spec.image_name
+    simulate = plan.output_dir / "simulate"
+    return BuildResult(
+        variant=plan.variant.name,
+        status=str(metadata["status"]),
+        cached=cached,
+        output_dir=plan.output_dir,
+        log=plan.output_dir / "build.log",
+        metadata=metadata,
+        image=image if image.is_file() else None,
+        simulate=simulate if simulate.is_file() else None,
+        failed_step=metadata.get("failed_step"),
+        log_tail=log_tail or [],
+    )
+
+
+def _link_latest(output_dir: Path) -> None:
+    latest = output_dir.parent / "latest"
+    with contextlib.suppress(OSError):
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(output_dir.name)
+
+
+def _settings_contents(tree: SourceTree) -> dict[str, str]:
+    """sha256 of every settings.cmake / easy-settings.cmake in the (patched) variant tree:
+    they are read at configure time, so a change needs a fresh configure."""
+    found: dict[str, str] = {}
+    for path, checkout in tree.projects.items():
+        for settings in sorted(checkout.directory.rglob("*settings.cmake")):
+            if ".git" in settings.parts:
+                continue
+            found[f"{path}/{settings.relative_to(checkout.directory)}"] = _sha256_file(settings)
+    return found
+
+
+def _configure_key(ctx: BuildContext, plan: _Plan, shared: _Shared, variant: VariantTree) -> str:
+    return _hash({"options": list(plan.options), "executor": shared.info.identity,
+                  "settings": _settings_contents(variant.tree), "recipe": RECIPE_VERSION})
+
+
+def _steps(options: Sequence[str], configure: bool) -> list[Step]:
+    steps = [Step("configure", ("../src/init-build.sh", *options))] if configure else []
+    return [*steps, Step("build", ("ninja",))]
+
+
+def _binds(ctx: BuildContext, variant: VariantTree, plan: _Plan) -> list[Bind]:
+    binds = [
+        Bind(ctx.root.resolve(), read_only=True),  # projects' git dirs, the user's checkouts
+        Bind(variant.base.resolve(), read_only=False),  # the variant's src/ and build/
+        Bind((ctx.root / SEL4_CACHE_DIR).resolve(), read_only=False),
+    ]
+    if plan.images_dir is not None:
+        binds.append(Bind(plan.images_dir.resolve(), read_only=True))
+    return binds
+
+
+class _Log:
+    """The build log file, a bounded tail for the failure line, and -v echo to the UI."""
+
+    def __init__(self, handle: BinaryIO, ui: UI, variant: str, tracker: Tracker, task: int) -> None:
+        self.handle = handle
+        self.ui = ui
+        self.variant = variant
+        self.tracker = tracker
+        self.task = task
+        self.pending = b""
+
+    def __call__(self, chunk: bytes) -> None:
+        self.handle.write(chunk)
+        self.handle.flush()
+        lines = (self.pending + chunk).split(b"\n")
+        self.pending = lines.pop()
+        for raw in lines:
+            line = raw.decode(errors="replace").rstrip("\r")
+            if line.startswith("::orch-step::"):
+                step = line.split()[1].rstrip(":")
+                self.tracker.advance(self.task, 0, status={"configure": "configuring"}.get(step, "building"))
+            if self.ui.verbose:
+                self.ui.info(f"[dim]{self.variant}:[/] {line}")
+
+
+def _tail(log: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return []
+    kept = [line for line in text.splitlines() if not line.startswith("::orch-")]
+    return kept[-lines:]
+
+
+def _metadata(ctx: BuildContext, plan: _Plan, shared: _Shared, job: Job, *, status: str,
+              start: datetime, end: datetime, failed_step: str | None, artifacts: list[Artifact],
+              configured: bool, incremental: bool) -> dict[str, Any]:
+    info = shared.info
+    return {
+        "schema": 1,
+        "orch_version": __version__,
+        "variant": plan.variant.name,
+        "status": status,
+        "failed_step": failed_step,
+        "app": ctx.spec.app,
+        "platform": ctx.spec.platform,
+        "cmake": list(plan.options),
+        "patchsets": [_name(p) for p in plan.patchsets],
+        "patches": [vars(r) for r in plan.patches],
+        "manifest": shared.manifest,
+        "projects": dict(sorted(shared.commits.items())),
+        "executor": {"name": info.name, "image": info.image, "image_id": info.image_id,
+                     "repo_digests": list(info.repo_digests), "toolchain": info.toolchain or None},
+        "camkes_vm_images_dir": str(plan.images_dir) if plan.images_dir else None,
+        "inputs_hash": plan.inputs_hash,
+        "start": start.isoformat(timespec="seconds"),
+        "end": end.isoformat(timespec="seconds"),
+        "duration": round((end - start).total_seconds(), 3),
+        "configured": configured,
+        "incremental": incremental,
+        "artifacts": [{"name": a.name, "sha256": a.sha256, "size": a.size} for a in artifacts],
+        "log": "build.log",
+        "reproducer": ctx.executor.reproducer(
+            Job(name=job.name, workdir=job.workdir, steps=_steps(plan.options, True), output=job.output,
+                env=job.env, binds=job.binds)),
+    }
+
+
+def _collect(ctx: BuildContext, variant: VariantTree, output_dir: Path) -> list[Artifact]:
+    """Copy the image and the simulate script out of the build dir (the layout ``simulate``
+    expects, so ``cd <output dir> && ./simulate`` works)."""
+    artifacts: list[Artifact] = []
+    for name in (ctx.spec.image_name, "simulate"):
+        built = variant.build / name
+        if not built.is_file():
+            continue
+        target = output_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(built, target)
+        artifacts.append(Artifact(name, target, _sha256_file(target), target.stat().st_size))
+    return artifacts
+
+
+def _disk_full(error: OSError, where: Path) -> InfraError:
+    return InfraError(f"disk full while building: {error.strerror} ({where})",
+                      hint="free some space (old variant trees: rm -rf .orch/variants) and retry")
+
+
+def _run_variant(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tracker) -> BuildResult:
+    name = plan.variant.name
+    task = tracker.add(name, total=None)
+    if not ctx.rebuild and (hit := _cached(ctx, plan)) is not None:
+        tracker.done(task, "cached")
+        return hit
+    if shared.cancel.is_set():
+        raise _Interrupted()
+    with variant_lock(ctx.root, name):
+        try:
+            result = _build_in_tree(ctx, shared, plan, tracker, task)
+        except OSError as exc:
+            remove_variant_tree(ctx.root, name, ctx.tree, git_lock=shared.git_lock)
+            if exc.errno == errno.ENOSPC:
+                raise _disk_full(exc, ctx.root) from None
+            raise
+        except BaseException:
+            remove_variant_tree(ctx.root, name, ctx.tree, git_lock=shared.git_lock)
+            tracker.done(task, "interrupted" if shared.cancel.is_set() else "error")
+            raise
+    if not result.ok:
+        remove_variant_tree(ctx.root, name, ctx.tree, git_lock=shared.git_lock)
+    tracker.done(task, f"{result.status} ({result.metadata.get('duration', 0):.1f} s)")
+    return result
+
+
+def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tracker,
+                   task: int) -> BuildResult:
+    tracker.advance(task, 0, status="preparing")
+    variant, ready = prepare_variant_tree(ctx.root, plan.variant.name, ctx.tree, shared.commits,
+                                          shared.links, plan.tree_key, git_lock=shared.git_lock)
+    if not ready:
+        if plan.patchsets:
+            (ctx.apply or _default_apply())(variant.tree, plan.patchsets)
+        mark_ready(variant, plan.tree_key)
+    configure_key = _configure_key(ctx, plan, shared, variant)
+    key_file = variant.build / _CONFIGURE_KEY
+    configure = not (variant.build / "build.ninja").is_file() or (
+        key_file.read_text().strip() if key_file.is_file() else "") != configure_key
+    if configure:  # settings.cmake values are read at configure time only: start clean
+        shutil.rmtree(variant.build, ignore_errors=True)
+        variant.build.mkdir(parents=True)
+    (ctx.root / SEL4_CACHE_DIR).mkdir(parents=True, exist_ok=True)
+    plan.output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("metadata.json", "simulate", ctx.spec.image_name):
+        (plan.output_dir / stale).unlink(missing_ok=True)
+    log_path = plan.output_dir / "build.log"
+    start = datetime.now(UTC)
+    with open(log_path, "wb") as handle:
+        job = Job(
+            name=plan.variant.name,
+            workdir=variant.build.resolve(),
+            steps=_steps(plan.options, configure),
+            output=_Log(handle, ctx.ui, plan.variant.name, tracker, task),
+            env={"SEL4_CACHE_DIR": str((ctx.root / SEL4_CACHE_DIR).resolve())},
+            binds=_binds(ctx, variant, plan),
+            labels={LABEL_VARIANT: plan.variant.name, LABEL_WORKSPACE: str(ctx.root.resolve())},
+            timeout=ctx.timeout,
+            cancel=shared.cancel,
+        )
+        outcome = ctx.executor.run(job)
+    end = datetime.now(UTC)
+    if outcome.interrupted:
+        raise _Interrupted()
+    if outcome.timed_out:
+        raise InfraError(f"variant '{plan.variant.name}': build timed out after {ctx.timeout:g} s "
+                         f"(log: {log_path})", hint="raise the timeout, or look for a hung step in the log")
+    tail = _tail(log_path)
+    if not outcome.ok and any("No space left on device" in line for line in tail):
+        raise InfraError(f"variant '{plan.variant.name}': disk full during the build (log: {log_path})",
+                         hint="free some space (old variant trees: rm -rf .orch/variants) and retry")
+    status = "pass" if outcome.ok else "fail"
+    artifacts: list[Artifact] = []
+    failed_step = outcome.failed_step if not outcome.ok else None
+    if outcome.ok:
+        key_file.write_text(configure_key + "\n")
+        artifacts = _collect(ctx, variant, plan.output_dir)
+        if not any(a.name == ctx.spec.image_name for a in artifacts):
+            status, failed_step = "fail", "build"
+            tail = [*tail, f"orch: the build succeeded but produced no {ctx.spec.image_name}"]
+            with open(log_path, "a") as log:
+                log.write(tail[-1] + "\n")
+    elif failed_step == "configure":
+        key_file.unlink(missing_ok=True)
+    metadata = _metadata(ctx, plan, shared, job, status=status, start=start, end=end,
+                         failed_step=failed_step, artifacts=artifacts, configured=configure,
+                         incremental=not configure)
+    (plan.output_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    if status == "pass":
+        _link_latest(plan.output_dir)
+    return _result(ctx, plan, metadata, cached=False, log_tail=tail if status != "pass" else [])
+
+
+def _default_apply() -> ApplyFn:
+    import importlib
+
+    apply: ApplyFn = importlib.import_module("orchestrator.patchset").apply
+    return apply
+
+
+def _shared(ctx: BuildContext) -> _Shared:
+    info = ctx.executor.info(ctx.ui)
+    commits = {path: checkout.pinned for path, checkout in sorted(ctx.tree.projects.items())}
+    for path, checkout in sorted(ctx.tree.projects.items()):
+        if head_commit(checkout.directory) != checkout.pinned:
+            ctx.ui.warn(f"{path}: variants build the pinned {checkout.pinned[:12]}, not your checked-out "
+                        "commits (turn local work into a patchset: orch patchset import)")
+    links = tuple(ctx.links) if ctx.links is not None else tuple(workspace_links(ctx.root, ctx.tree))
+    manifest = dict(ctx.manifest) if ctx.manifest is not None else _read_manifest_source(ctx.root)
+    return _Shared(info, commits, links, manifest, threading.Event(), threading.Lock())
+
+
+def build_variants(
+    ctx: BuildContext,
+    variants: Sequence[tuple[VariantSpec, Sequence[Any]]],
+    jobs: int = 1,
+) -> list[BuildResult]:
+    """Build each ``(variant, its loaded patchsets in apply order)``, ``jobs`` at a time.
+
+    Returns one :class:`BuildResult` per variant, in order (``fail`` for broken builds).
+    Raises :class:`InfraError` for machinery trouble and KeyboardInterrupt on Ctrl-C, after
+    every running build has stopped and cleaned up."""
+    names = [v.name for v, _ in variants]
+    shared = _shared(ctx)
+    plans = [_plan(ctx, shared, v, p) for v, p in variants]
+    with ctx.ui.tracker() as tracker, concurrent.futures.ThreadPoolExecutor(
+        max_workers=max(1, jobs), thread_name_prefix="build"
+    ) as pool:
+        futures = [pool.submit(_run_variant, ctx, shared, plan, tracker) for plan in plans]
+        try:
+            pending = set(futures)
+            while pending:
+                _done, pending = concurrent.futures.wait(pending, timeout=0.2)
+        except KeyboardInterrupt:
+            shared.cancel.set()
+            concurrent.futures.wait(futures)
+            raise
+    results: list[BuildResult] = []
+    for name, future in zip(names, futures, strict=True):
+        error = future.exception()
+        if isinstance(error, _Interrupted):
+            raise KeyboardInterrupt(f"build of {name} interrupted")
+        if error is not None:
+            raise error
+        results.append(future.result())
+    return results
+
+
+def build_variant(ctx: BuildContext, variant: VariantSpec, patchsets: Sequence[Any]) -> BuildResult:
+    """Build one variant (see :func:`build_variants`)."""
+    return build_variants(ctx, [(variant, patchsets)])[0]
+
+
+def remove_variant(ctx_root: Path, name: str, tree: SourceTree) -> None:
+    """Delete a variant's worktrees and build dir (its recorded builds stay)."""
+    remove_variant_tree(ctx_root, name, tree)
+
+
+def summary(result: BuildResult) -> dict[str, Any]:
+    """The short JSON form of a result, for ``--json`` output."""
+    return {"variant": result.variant, "status": result.status, "cached": result.cached,
+            "output_dir": str(result.output_dir), "image": str(result.image) if result.image else None,
+            "log": str(result.log), "duration": result.metadata.get("duration")}
