@@ -1,18 +1,48 @@
-"""`orch report`: placeholder until its issue lands."""
+"""`orch report [RUN]` and `orch report --diff RUN_A RUN_B`: show or compare earlier runs of
+`orch build` from their results.json (RUN: a run id or prefix, a results directory, or
+``latest``)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from orchestrator.errors import OrchError
+from orchestrator import report
+from orchestrator.cli.common import workspace_root
+from orchestrator.errors import EXIT_OK
 from orchestrator.ui import UI
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("report", parents=[common], help="(not yet implemented)")
+    parser = sub.add_parser(
+        "report",
+        parents=[common],
+        help="show an earlier `orch build` run again, or compare two",
+        description="Show the comparison table of an earlier `orch build` run (default: the latest), "
+        "or with --diff every figure that changed between two runs. RUN is a run id (or a unique "
+        "prefix) under .orch/results/, a results directory, or 'latest'.",
+    )
+    parser.add_argument("run", nargs="?", metavar="RUN", help="the run to show (default: latest)")
+    parser.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"), help="compare two runs")
+    parser.add_argument("--markdown", action="store_true", help="print the Markdown summary instead")
     parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace, ui: UI) -> int:
-    raise OrchError("orch report is not implemented yet")
+    root = workspace_root(args)
+    if args.diff:
+        a = report.read_results(report.find_run(root, args.diff[0]))
+        b = report.read_results(report.find_run(root, args.diff[1]))
+        differences = report.diff(a, b)
+        ui.result({"a": a.id, "b": b.id, "differences": differences}, report.diff_table(a, b, differences))
+        return EXIT_OK
+    directory = report.find_run(root, args.run)
+    run = report.read_results(directory)
+    if args.markdown and not ui.json:
+        ui.out.print(report.markdown(run), markup=False, highlight=False)
+        return EXIT_OK
+    ui.result(run, report.table(run))
+    if not ui.json:
+        ui.out.print(report.verdict_line(run), markup=False, highlight=False)
+        ui.info(f"results: {directory}")
+    return EXIT_OK
