@@ -1,18 +1,43 @@
-"""`orch status`: placeholder until its issue lands."""
+"""`orch status`: per project, the pinned revision, HEAD, local changes and commits, linkfiles."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 
-from orchestrator.errors import OrchError
+from rich.table import Table
+
+from orchestrator.cli.common import workspace_root
 from orchestrator.ui import UI
+from orchestrator.workspace import ProjectStatus, Workspace
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("status", parents=[common], help="(not yet implemented)")
+    parser = sub.add_parser("status", parents=[common], help="per-project pinned revision, HEAD, "
+                            "local changes and commits, linkfiles")
     parser.set_defaults(func=handle)
 
 
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "-"
+
+
+def status_table(rows: Sequence[ProjectStatus]) -> Table:
+    """The human table; one place to add a column."""
+    table = Table("project", "pinned", "HEAD", "dirty", "local commits", "links", "notes",
+                  box=None, pad_edge=False)
+    for r in rows:
+        head = _short(r.head) if not r.at_pinned else "= pinned"
+        if r.branch:
+            head += f" ({r.branch})"
+        dirty = f"{r.modified} modified, {r.untracked} untracked" if r.dirty else "clean"
+        table.add_row(r.path, _short(r.pinned), head, dirty, str(r.local_commits),
+                      "ok" if r.links_ok else "broken", "; ".join(r.problems))
+    return table
+
+
 def handle(args: argparse.Namespace, ui: UI) -> int:
-    raise OrchError("orch status is not implemented yet")
+    rows = Workspace.open(workspace_root(args)).status()
+    ui.result(rows, status_table(rows))
+    return 0

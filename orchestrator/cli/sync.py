@@ -1,18 +1,96 @@
-"""`orch sync`: placeholder until its issue lands."""
+"""`orch sync`: check out every project of the manifest at its pinned revision."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
-from orchestrator.errors import OrchError
+from rich.table import Table
+
+from orchestrator.cli.common import workspace_root
+from orchestrator.errors import InputError
 from orchestrator.ui import UI
+from orchestrator.workspace import ManifestSource, SyncReport, Workspace
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("sync", parents=[common], help="(not yet implemented)")
+    parser = sub.add_parser(
+        "sync", parents=[common], help="clone/update every manifest project to its pinned revision",
+        description="Check out a repo-manifest workspace: like `repo init -u URL -b REV -m FILE && "
+        "repo sync`, with each git dir under .orch/projects/. Later syncs reuse the recorded source.",
+    )
+    parser.add_argument("-m", "--manifest", metavar="SOURCE",
+                        help="a manifest XML file, or a manifest repository URL or path "
+                        "(default: the recorded source, else the shipped seL4 camkes-vm-examples manifest)")
+    parser.add_argument("-b", "--manifest-rev", metavar="REV", help="manifest repository revision")
+    parser.add_argument("--manifest-file", metavar="NAME", help="manifest file in the repository "
+                        "(default: default.xml)")
+    parser.add_argument("--manifest-url", metavar="URL",
+                        help="URL relative remotes (fetch=\"../x\") resolve against when SOURCE is a file")
+    parser.add_argument("-j", "--jobs", type=int, metavar="N", default=os.cpu_count() or 2,
+                        help="parallel clones/fetches/checkouts (default: CPU count)")
+    parser.add_argument("--mirror", metavar="DIR", help="directory of bare repositories named after "
+                        "the projects, tried before the network (also $ORCH_MIRROR, or mirror = in "
+                        ".orch/config.toml)")
+    parser.add_argument("-g", "--groups", metavar="GROUPS",
+                        help="comma-separated manifest groups (default: the recorded ones, else 'default')")
+    parser.add_argument("--force", action="store_true",
+                        help="also move projects with local changes/commits, after backing them up "
+                        "(refs/orch/backup/<stamp> and a stash)")
     parser.set_defaults(func=handle)
 
 
+def manifest_source(args: argparse.Namespace, ws: Workspace) -> ManifestSource | None:
+    """The source the arguments ask for; ``None`` means the recorded (or shipped) one."""
+    if args.manifest:
+        return ManifestSource.parse(args.manifest, args.manifest_rev, args.manifest_file, args.manifest_url)
+    if not (args.manifest_rev or args.manifest_file):
+        return None
+    state = ws.load_state()
+    base = state.manifest.source if state else ManifestSource.shipped_default()
+    if base.url is None:
+        raise InputError("-b/--manifest-file need a manifest repository, but this workspace syncs "
+                         f"from the file {base.path}", hint="pass -m URL")
+    return base.with_overrides(args.manifest_rev, args.manifest_file)
+
+
+def report_table(report: SyncReport) -> Table | str:
+    if report.nothing_to_do:
+        return f"nothing to do: {len(report.projects)} projects already at their pinned revisions"
+    table = Table("project", "action", "revision", "note", box=None, pad_edge=False)
+    for p in report.projects:
+        if p.action != "unchanged":
+            note = "; ".join(filter(None, [p.reason, *(f"backup: {b}" for b in p.backup)]))
+            table.add_row(p.path, p.action, (p.sha or "")[:12], note)
+    for link in report.links:
+        if link.action != "unchanged":
+            table.add_row(link.dest, f"{link.kind} {link.action}", "", link.reason or "")
+    for orphan in report.orphans:
+        table.add_row(orphan, "orphaned", "", "no longer in the manifest; left in place")
+    unchanged = sum(p.action == "unchanged" for p in report.projects)
+    table.caption = f"{len(report.projects)} projects, {unchanged} unchanged"
+    return table
+
+
 def handle(args: argparse.Namespace, ui: UI) -> int:
-    raise OrchError("orch sync is not implemented yet")
+    if args.jobs < 1:
+        raise InputError(f"-j {args.jobs}: needs at least 1")
+    ws = Workspace(workspace_root(args))
+    source = manifest_source(args, ws)
+    groups = [g for g in args.groups.split(",") if g] if args.groups else None
+    with ui.tracker() as tracker:
+        report = ws.sync(source, jobs=args.jobs, mirror=ws.configured_mirror(args.mirror), force=args.force,
+                         groups=groups, tracker=tracker)
+    ui.result({"nothing_to_do": report.nothing_to_do, "exit_code": report.exit_code, **vars_of(report)},
+              report_table(report))
+    for p in report.projects:
+        if p.action in ("skipped", "failed"):
+            ui.err.print(f"{p.action}: {p.path}: {p.reason}", highlight=False, markup=False)
+    return report.exit_code
+
+
+def vars_of(report: SyncReport) -> dict[str, Any]:
+    return {"workspace": report.workspace, "manifest": report.manifest,
+            "manifest_commit": report.manifest_commit, "projects": report.projects,
+            "links": report.links, "orphans": report.orphans}

@@ -1,0 +1,139 @@
+"""Small git helpers over gitpython's command runner, for repositories whose git directory is
+kept apart from the checkout (``.orch/projects/<path>.git`` + a ``.git`` gitfile).
+
+Everything runs ``git --git-dir=...`` explicitly so the helpers work the same on the
+workspace's checkouts and on ``git worktree`` checkouts made from the same git directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import git
+from git.exc import GitCommandError
+
+from orchestrator.errors import InfraError
+
+_MISSING_REF = re.compile(
+    r"couldn't find remote ref|not our ref|no such remote ref|unadvertised object|"
+    r"remote error: upload-pack: not our ref|fatal: invalid refspec|"
+    r"could not find remote branch|Remote branch .* not found",
+    re.IGNORECASE,
+)
+
+
+class MissingRevision(Exception):
+    """The remote answered, but has no such branch, tag or object."""
+
+
+def run(args: Sequence[str], *, git_dir: Path | None = None, cwd: Path | None = None,
+        config: Sequence[str] = ()) -> str:
+    """Run one git command and return its stdout (stripped of the trailing newline)."""
+    command: list[str] = ["git"]
+    for item in config:
+        command += ["-c", item]
+    if git_dir is not None:
+        command.append(f"--git-dir={git_dir}")
+    command += list(args)
+    output = git.Git(str(cwd) if cwd else None).execute(command, strip_newline_in_stdout=True)
+    return output if isinstance(output, str) else ""
+
+
+def try_run(args: Sequence[str], *, git_dir: Path | None = None, cwd: Path | None = None) -> str | None:
+    """Like :func:`run`, but ``None`` when git exits non-zero."""
+    try:
+        return run(args, git_dir=git_dir, cwd=cwd)
+    except GitCommandError:
+        return None
+
+
+def stderr_of(error: GitCommandError) -> str:
+    text = error.stderr if isinstance(error.stderr, str) else str(error.stderr or "")
+    text = text.strip().removeprefix("stderr:").strip().strip("'").strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return (fatal or lines or [str(error)])[0]
+
+
+def fetch(git_dir: Path, source: str, refspecs: Sequence[str], *, what: str) -> None:
+    """``git fetch source refspecs``; :class:`MissingRevision` when the ref or object does not
+    exist there, :class:`InfraError` when the remote could not be reached."""
+    try:
+        run(["fetch", "--quiet", "--no-write-fetch-head", source, *refspecs], git_dir=git_dir)
+    except GitCommandError as error:
+        message = stderr_of(error)
+        full = str(error.stderr)
+        if _MISSING_REF.search(full):
+            raise MissingRevision(message) from None
+        raise InfraError(f"{what}: fetching from {source} failed: {message}",
+                         hint="check the URL and your network, or use --mirror DIR") from None
+
+
+def has_commit(git_dir: Path, sha: str) -> bool:
+    """``git cat-file -e SHA^{commit}``: the object is present locally."""
+    return try_run(["cat-file", "-e", f"{sha}^{{commit}}"], git_dir=git_dir) is not None
+
+
+def rev_parse(git_dir: Path, rev: str) -> str | None:
+    """The commit ``rev`` names, or ``None``."""
+    return try_run(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], git_dir=git_dir)
+
+
+def read_head(git_dir: Path) -> str | None:
+    """HEAD's SHA read straight from the file when detached (no subprocess), else via git."""
+    try:
+        text = (git_dir / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    if not text.startswith("ref:"):
+        return text or None
+    return rev_parse(git_dir, "HEAD")
+
+
+def head_branch(git_dir: Path) -> str | None:
+    """The branch HEAD is on, ``None`` when detached."""
+    try:
+        text = (git_dir / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    return text.removeprefix("ref:").strip().removeprefix("refs/heads/") if text.startswith("ref:") else None
+
+
+def write_gitfile(checkout: Path, git_dir: Path) -> None:
+    """Point ``checkout/.git`` at ``git_dir`` with a relative gitfile (survives moving the
+    workspace), written atomically."""
+    checkout.mkdir(parents=True, exist_ok=True)
+    relative = os.path.relpath(git_dir, checkout)
+    tmp = checkout / ".git.orch-tmp"
+    tmp.write_text(f"gitdir: {relative}\n")
+    os.replace(tmp, checkout / ".git")
+
+
+def identity_config(git_dir: Path) -> list[str]:
+    """``-c`` options giving git an identity for stash/commit when the user has none set."""
+    if try_run(["config", "user.email"], git_dir=git_dir):
+        return []
+    return ["user.name=orch", "user.email=orch@localhost"]
+
+
+def worktree_changes(git_dir: Path, checkout: Path) -> tuple[int, int]:
+    """(modified or staged paths, untracked paths) of a checkout; ignored files do not count."""
+    out = run([f"--work-tree={checkout}", "status", "--porcelain=v1", "--untracked-files=normal"],
+              git_dir=git_dir, cwd=checkout)
+    modified = untracked = 0
+    for line in out.splitlines():
+        if line.startswith("??"):
+            untracked += 1
+        elif line.strip():
+            modified += 1
+    return modified, untracked
+
+
+def local_commit_count(git_dir: Path, head: str, known: Sequence[str]) -> int:
+    """Commits reachable from ``head`` but from no remote branch, tag or ``known`` commit."""
+    present = [k for k in known if k and has_commit(git_dir, k)]
+    out = run(["rev-list", "--count", head, "--not", "--remotes", "--tags", *present], git_dir=git_dir)
+    return int(out or "0")

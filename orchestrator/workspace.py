@@ -1,0 +1,784 @@
+"""A `repo`-style workspace: the ``.orch/`` layout, its state file, and sync / status over it.
+
+Layout (the workspace root holds the checkouts at their manifest paths)::
+
+    .orch/state.json                  what the last sync did (written last, atomically)
+    .orch/config.toml                 optional settings (``mirror = "DIR"``)
+    .orch/manifest.git, .orch/manifest/   the manifest repository (for git sources)
+    .orch/local_manifests/*.xml       local manifests, applied in sorted order
+    .orch/projects/<path>.git         each project's git directory
+    <path>/.git                       a gitfile pointing there (never a directory)
+
+Safety: a checkout with uncommitted changes, untracked files or local commits is skipped with
+a reason unless ``force``; forcing keeps the work (``refs/orch/backup/<stamp>`` + a stash).
+Clones land under a temporary name and are renamed into place; a checkout in progress is
+journalled in its git directory, so an interrupted sync is repaired by the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tomllib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from git.exc import GitCommandError
+
+from orchestrator import gitops
+from orchestrator.errors import (
+    EXIT_CANNOT_TEST,
+    EXIT_FAIL,
+    EXIT_OK,
+    EXIT_USAGE,
+    InfraError,
+    InputError,
+    OrchError,
+    WorkspaceError,
+)
+from orchestrator.manifest import FileLink, Manifest, Project, Remote, is_sha, load_manifest, to_xml
+from orchestrator.shipped import shipped_dir
+from orchestrator.tree import ProjectCheckout, SourceTree
+from orchestrator.ui import NULL_TRACKER, Tracker, to_jsonable
+
+META_DIR = ".orch"
+STATE_VERSION = 1
+JOURNAL = "orch-checkout"  # in a project's git dir while its checkout is being moved
+PINNED_REF = "refs/orch/pinned"
+BACKUP_PREFIX = "refs/orch/backup/"
+
+
+# --- records ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ManifestSource:
+    """Where the manifest comes from: a manifest repository (``url`` + ``revision`` + ``file``,
+    repo's ``-u/-b/-m``) or a local XML ``path``. ``manifest_url`` is what relative remotes
+    resolve against for a local file."""
+
+    url: str | None = None
+    path: str | None = None
+    revision: str | None = None
+    file: str = "default.xml"
+    manifest_url: str | None = None
+
+    @classmethod
+    def parse(cls, source: str, revision: str | None = None, file: str | None = None,
+              manifest_url: str | None = None) -> ManifestSource:
+        """``-m SOURCE``: an XML file, a local manifest repository, or a git URL."""
+        local = Path(source).expanduser()
+        if local.is_file():
+            if revision:
+                raise InputError(f"-b {revision}: a revision needs a manifest repository, "
+                                 f"but {source} is a file")
+            return cls(path=str(local.resolve()), manifest_url=manifest_url)
+        url = str(local.resolve()) if local.is_dir() else source
+        return cls(url=url, revision=revision, file=file or "default.xml")
+
+    @classmethod
+    def shipped_default(cls) -> ManifestSource:
+        """The manifest orch syncs when given none: ``manifests/default.toml``."""
+        spec = shipped_dir("manifests") / "default.toml"
+        data = tomllib.loads(spec.read_text())
+        return cls(url=data["url"], revision=data.get("revision"), file=data.get("file", "default.xml"))
+
+    def with_overrides(self, revision: str | None, file: str | None) -> ManifestSource:
+        if self.url is None:
+            return self
+        return ManifestSource(url=self.url, revision=revision or self.revision, file=file or self.file)
+
+    def describe(self) -> str:
+        if self.path:
+            return self.path
+        return f"{self.url} ({self.file} @ {self.revision or 'HEAD'})"
+
+
+@dataclass
+class ProjectRecord:
+    """One synced project, as recorded in ``state.json`` (a build's metadata copies this)."""
+
+    name: str
+    path: str
+    remote: str
+    url: str
+    revision: str
+    sha: str  # the pinned revision resolved to a full SHA
+    head: str | None = None  # what the checkout was left at
+    upstream: str | None = None
+    dest_branch: str | None = None
+    groups: list[str] = field(default_factory=list)
+    linkfiles: list[dict[str, str]] = field(default_factory=list)
+    copyfiles: list[dict[str, str]] = field(default_factory=list)
+    skipped: str | None = None
+
+    def to_project(self) -> Project:
+        return Project(
+            name=self.name, path=self.path, remote=self.remote, url=self.url, revision=self.revision,
+            upstream=self.upstream, dest_branch=self.dest_branch, groups=tuple(self.groups),
+            linkfiles=tuple(FileLink(**x) for x in self.linkfiles),
+            copyfiles=tuple(FileLink(**x) for x in self.copyfiles),
+        )
+
+
+@dataclass
+class ManifestRecord:
+    source: ManifestSource
+    commit: str | None  # the manifest repository commit used
+    groups: list[str] = field(default_factory=lambda: ["default"])
+    local_manifests: list[str] = field(default_factory=list)
+    remotes: dict[str, str] = field(default_factory=dict)  # name -> resolved fetch URL
+    default_remote: str | None = None
+    default_revision: str | None = None
+
+
+@dataclass
+class WorkspaceState:
+    manifest: ManifestRecord
+    projects: dict[str, ProjectRecord] = field(default_factory=dict)
+    synced_at: str | None = None
+    version: int = STATE_VERSION
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WorkspaceState:
+        m = dict(data["manifest"])
+        m["source"] = ManifestSource(**m["source"])
+        projects = {k: ProjectRecord(**v) for k, v in data.get("projects", {}).items()}
+        return cls(ManifestRecord(**m), projects, data.get("synced_at"), data.get("version", STATE_VERSION))
+
+
+@dataclass
+class ProjectResult:
+    """What sync did to one project."""
+
+    path: str
+    name: str
+    action: str  # cloned | updated | unchanged | forced | repaired | skipped | failed
+    sha: str | None = None
+    reason: str | None = None
+    backup: list[str] = field(default_factory=list)
+    exit_code: int = EXIT_OK
+
+
+@dataclass
+class LinkResult:
+    kind: str  # linkfile | copyfile
+    dest: str
+    action: str  # created | unchanged | removed | skipped
+    reason: str | None = None
+
+
+@dataclass
+class SyncReport:
+    workspace: Path
+    manifest: str
+    manifest_commit: str | None
+    projects: list[ProjectResult]
+    links: list[LinkResult] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return all(p.action == "unchanged" for p in self.projects) and all(
+            link.action == "unchanged" for link in self.links)
+
+    @property
+    def exit_code(self) -> int:
+        codes = {p.exit_code for p in self.projects}
+        codes |= {EXIT_FAIL for x in self.links if x.action == "skipped"}
+        for code in (EXIT_USAGE, EXIT_CANNOT_TEST, EXIT_FAIL):
+            if code in codes:
+                return code
+        return EXIT_OK
+
+
+@dataclass
+class ProjectStatus:
+    """One row of ``orch status``. Other features add fields (keep it a flat record)."""
+
+    path: str
+    name: str
+    pinned: str | None
+    head: str | None
+    branch: str | None
+    at_pinned: bool
+    dirty: bool
+    modified: int
+    untracked: int
+    local_commits: int
+    links_ok: bool
+    problems: list[str] = field(default_factory=list)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write via a temporary file and ``os.replace`` so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def find_mirror(mirror: Path | None, name: str) -> Path | None:
+    """``<mirror>/<name>`` as a bare repository, trying with and without ``.git``."""
+    if mirror is None:
+        return None
+    base = name.removesuffix(".git")
+    for candidate in (name, base + ".git", base):
+        repo = mirror / candidate
+        if (repo / "objects").is_dir() or (repo / ".git").exists():
+            return repo
+    return None
+
+
+def _ref_candidates(revision: str) -> list[tuple[str, str]]:
+    """(remote ref, local ref) pairs a non-SHA revision may name, in repo's order."""
+    if revision.startswith("refs/heads/"):
+        return [(revision, "refs/remotes/origin/" + revision.removeprefix("refs/heads/"))]
+    if revision.startswith("refs/tags/"):
+        return [(revision, revision)]
+    if revision.startswith("refs/"):
+        return [(revision, "refs/orch/remote/" + revision.removeprefix("refs/"))]
+    return [(f"refs/heads/{revision}", f"refs/remotes/origin/{revision}"),
+            (f"refs/tags/{revision}", f"refs/tags/{revision}")]
+
+
+def resolve_revision(git_dir: Path, revision: str, *, upstream: str | None, sources: Sequence[str],
+                     fetch_branches: bool, where: str, url: str) -> str:
+    """The full SHA ``revision`` names, fetching only what is missing. A SHA already present
+    (``cat-file -e``) costs nothing; otherwise the ``upstream`` branch, then the SHA itself, is
+    fetched from each source in turn (a mirror first, then the network)."""
+    missing = InputError(f"{where}: revision {revision} does not exist upstream ({url})",
+                         hint="check the revision in the manifest, or whether it was pushed")
+    if is_sha(revision):
+        if gitops.has_commit(git_dir, revision):
+            return revision
+        for source in sources:
+            wanted = [_ref_candidates(upstream)[0]] if upstream else []
+            for remote_ref, local_ref in wanted:
+                with contextlib.suppress(gitops.MissingRevision):
+                    gitops.fetch(git_dir, source, [f"+{remote_ref}:{local_ref}"], what=where)
+                if gitops.has_commit(git_dir, revision):
+                    return revision
+            with contextlib.suppress(gitops.MissingRevision):
+                gitops.fetch(git_dir, source, [revision], what=where)
+            if gitops.has_commit(git_dir, revision):
+                return revision
+        raise missing
+    for remote_ref, local_ref in _ref_candidates(revision):
+        if fetch_branches:
+            try:
+                gitops.fetch(git_dir, sources[-1], [f"+{remote_ref}:{local_ref}"], what=where)
+            except gitops.MissingRevision:
+                continue
+        sha = gitops.rev_parse(git_dir, local_ref)
+        if sha:
+            return sha
+    raise missing
+
+
+# --- the workspace ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    """What every project's sync needs to know."""
+
+    mirror: Path | None
+    force: bool
+    previous: dict[str, ProjectRecord]
+    stamp: str
+
+
+class Workspace:
+    """A workspace rooted at ``root``; nothing is created until :meth:`sync`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    @classmethod
+    def open(cls, root: Path) -> Workspace:
+        """An existing (synced) workspace; :class:`WorkspaceError` if ``root`` has none."""
+        ws = cls(root)
+        if not ws.state_file.is_file():
+            raise WorkspaceError(f"{ws.root}: not an orch workspace (no {META_DIR}/state.json)",
+                                 hint="run `orch sync` first, or pass -w DIR")
+        return ws
+
+    # layout
+
+    @property
+    def meta_dir(self) -> Path:
+        return self.root / META_DIR
+
+    @property
+    def state_file(self) -> Path:
+        return self.meta_dir / "state.json"
+
+    @property
+    def local_manifests_dir(self) -> Path:
+        return self.meta_dir / "local_manifests"
+
+    def git_dir(self, path: str) -> Path:
+        """The git directory of the project at manifest path ``path``."""
+        return self.meta_dir / "projects" / f"{path.strip('/')}.git"
+
+    def checkout_dir(self, path: str) -> Path:
+        return self.root / path
+
+    # state
+
+    def load_state(self) -> WorkspaceState | None:
+        try:
+            data = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise WorkspaceError(f"{self.state_file}: unreadable state ({exc})",
+                                 hint="run `orch sync -m SOURCE` to rebuild it") from None
+        return WorkspaceState.from_json(data)
+
+    def state(self) -> WorkspaceState:
+        state = self.load_state()
+        if state is None:
+            raise WorkspaceError(f"{self.root}: not synced yet (no {META_DIR}/state.json)",
+                                 hint="run `orch sync` first, or pass -w DIR")
+        return state
+
+    def save_state(self, state: WorkspaceState) -> None:
+        atomic_write(self.state_file, json.dumps(to_jsonable(state), indent=2) + "\n")
+
+    def configured_mirror(self, explicit: str | None = None) -> Path | None:
+        """``--mirror`` if given, else ``$ORCH_MIRROR``, else ``mirror`` in ``.orch/config.toml``."""
+        value = explicit or os.environ.get("ORCH_MIRROR")
+        if not value:
+            config = self.meta_dir / "config.toml"
+            if config.is_file():
+                try:
+                    value = tomllib.loads(config.read_text()).get("mirror")
+                except tomllib.TOMLDecodeError as exc:
+                    raise InputError(f"{config}: {exc}") from None
+        if not value:
+            return None
+        mirror = Path(str(value)).expanduser().resolve()
+        if not mirror.is_dir():
+            raise InputError(f"mirror {value}: not a directory")
+        return mirror
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.meta_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.meta_dir / "lock", "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WorkspaceError(f"{self.root}: another orch sync is running here") from None
+            yield
+
+    # manifest
+
+    def _prepare_manifest(self, source: ManifestSource) -> tuple[Path, str, str | None, str | None]:
+        """(manifest file, name for messages, URL relative remotes resolve against, commit)."""
+        if source.path is not None:
+            path = Path(source.path)
+            base = source.manifest_url
+            if base is None and path.is_file():
+                base = gitops.try_run(["config", "remote.origin.url"], cwd=path.parent) or None
+            return path, path.name, base, None
+        assert source.url is not None
+        git_dir = self.meta_dir / "manifest.git"
+        work = self.meta_dir / "manifest"
+        where = f"manifest repository {source.url}"
+        fresh = False
+        if not git_dir.is_dir():
+            self._clone_into(git_dir, source.url, shared=False, what=where)
+            fresh = True
+        elif gitops.try_run(["config", "remote.origin.url"], git_dir=git_dir) != source.url:
+            gitops.run(["remote", "set-url", "origin", source.url], git_dir=git_dir)
+        if source.revision:
+            commit = resolve_revision(git_dir, source.revision, upstream=None, sources=["origin"],
+                                      fetch_branches=not fresh, where=where, url=source.url)
+        else:
+            if not fresh:
+                gitops.fetch(git_dir, "origin", ["+HEAD:refs/remotes/origin/HEAD"], what=where)
+            head = gitops.rev_parse(git_dir, "refs/remotes/origin/HEAD") or gitops.read_head(git_dir)
+            if head is None:
+                raise InputError(f"{where}: has no HEAD; pass -b REVISION")
+            commit = head
+        if gitops.read_head(git_dir) != commit or not (work / ".git").is_file():
+            gitops.write_gitfile(work, git_dir)
+            gitops.run(["checkout", "-q", "-f", "--detach", commit], git_dir=git_dir, cwd=work)
+        file = work / source.file
+        return file, source.file, source.url, commit
+
+    def load_manifest(self, source: ManifestSource, groups: Sequence[str] = ("default",)) -> tuple[
+            Manifest, str | None]:
+        file, display, base, commit = self._prepare_manifest(source)
+        include_root = file.parent if source.path else self.meta_dir / "manifest"
+        locals_ = sorted(self.local_manifests_dir.glob("*.xml")) if self.local_manifests_dir.is_dir() else []
+        manifest = load_manifest(file, manifest_url=base, local_manifests=locals_, display=display,
+                                 include_root=include_root)
+        return manifest.select_groups(list(groups)), commit
+
+    # sync
+
+    def sync(
+        self,
+        source: ManifestSource | None = None,
+        *,
+        jobs: int | None = None,
+        mirror: Path | None = None,
+        force: bool = False,
+        groups: Sequence[str] | None = None,
+        tracker: Tracker = NULL_TRACKER,
+    ) -> SyncReport:
+        """Bring every project to its pinned revision; see the module docstring for the rules."""
+        with self._lock():
+            previous = self.load_state()
+            if source is None:
+                source = previous.manifest.source if previous else ManifestSource.shipped_default()
+            groups = list(groups or (previous.manifest.groups if previous else ["default"]))
+            manifest, commit = self.load_manifest(source, groups)
+            record = ManifestRecord(
+                source=source, commit=commit, groups=groups,
+                local_manifests=sorted(p.name for p in self.local_manifests_dir.glob("*.xml")),
+                remotes={r.name: r.url for r in manifest.remotes.values()},
+                default_remote=manifest.default_remote, default_revision=manifest.default_revision,
+            )
+            old_projects = previous.projects if previous else {}
+            if previous is None or previous.manifest.source != source:
+                early = WorkspaceState(record, old_projects, previous.synced_at if previous else None)
+                self.save_state(early)  # so the next sync reuses the new source even if this one dies
+            context = _Context(mirror, force, old_projects, datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ"))
+            results = self._sync_projects(manifest.projects, context, jobs or os.cpu_count() or 2, tracker)
+            by_path = {r.path: r for r in results}
+            synced = [p for p in manifest.projects if by_path[p.path].action not in ("failed",)]
+            links = self._sync_links(manifest.projects, by_path, old_projects)
+            orphans = sorted(set(old_projects) - {p.path for p in manifest.projects})
+            state = WorkspaceState(record, {}, datetime.now(UTC).isoformat(timespec="seconds"))
+            for p in manifest.projects:
+                result = by_path[p.path]
+                if result.action == "failed" and p.path in old_projects:
+                    state.projects[p.path] = old_projects[p.path]
+                elif p in synced and result.sha:
+                    state.projects[p.path] = self._record(p, result)
+            report = SyncReport(self.root, source.describe(), commit, results, links, orphans)
+            if not report.nothing_to_do or previous is None or previous.manifest != record:
+                self.save_state(state)
+            return report
+
+    def _record(self, project: Project, result: ProjectResult) -> ProjectRecord:
+        return ProjectRecord(
+            name=project.name, path=project.path, remote=project.remote, url=project.url,
+            revision=project.revision, sha=result.sha or "",
+            head=gitops.read_head(self.git_dir(project.path)),
+            upstream=project.upstream, dest_branch=project.dest_branch, groups=list(project.groups),
+            linkfiles=[{"src": x.src, "dest": x.dest} for x in project.linkfiles],
+            copyfiles=[{"src": x.src, "dest": x.dest} for x in project.copyfiles],
+            skipped=result.reason if result.action == "skipped" else None,
+        )
+
+    def _sync_projects(self, projects: Sequence[Project], context: _Context, jobs: int,
+                       tracker: Tracker) -> list[ProjectResult]:
+        overall = tracker.add("sync", total=len(projects)) if len(projects) > 1 else None
+        tasks = {p.path: tracker.add(p.path, total=1) for p in projects}
+        results: dict[str, ProjectResult] = {}
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="orch-sync")
+        try:
+            futures: dict[Future[ProjectResult], Project] = {
+                pool.submit(self._sync_one_safely, p, context): p for p in projects}
+            for future, project in futures.items():
+                result = future.result()
+                results[project.path] = result
+                label = result.action + (f" ({result.sha[:12]})" if result.sha else "")
+                tracker.done(tasks[project.path], label + (f": {result.reason}" if result.reason else ""))
+                if overall is not None:
+                    tracker.advance(overall)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return [results[p.path] for p in projects]
+
+    def _sync_one_safely(self, project: Project, context: _Context) -> ProjectResult:
+        try:
+            return self._sync_one(project, context)
+        except OrchError as error:
+            reason = error.message + (f" (hint: {error.hint})" if error.hint else "")
+            return ProjectResult(project.path, project.name, "failed", reason=reason,
+                                 exit_code=error.exit_code)
+        except GitCommandError as error:
+            return ProjectResult(project.path, project.name, "failed", reason=gitops.stderr_of(error),
+                                 exit_code=EXIT_CANNOT_TEST)
+
+    def _is_noop(self, project: Project, git_dir: Path, checkout: Path) -> bool:
+        return (
+            is_sha(project.revision)
+            and (git_dir / "index").is_file()
+            and not (git_dir / JOURNAL).exists()
+            and (checkout / ".git").is_file()
+            and gitops.read_head(git_dir) == project.revision
+        )
+
+    def _sync_one(self, project: Project, ctx: _Context) -> ProjectResult:
+        git_dir = self.git_dir(project.path)
+        checkout = self.checkout_dir(project.path)
+        result = ProjectResult(project.path, project.name, "unchanged")
+        if self._is_noop(project, git_dir, checkout):
+            result.sha = project.revision
+            return result
+        gitfile = checkout / ".git"
+        if gitfile.is_dir() or (gitfile.is_symlink() and gitfile.resolve() != git_dir.resolve()):
+            return self._skip(result, f"{project.path}/.git is a directory, not an orch checkout; left alone")
+        if not gitfile.exists() and checkout.is_dir() and any(checkout.iterdir()):
+            return self._skip(result, f"{project.path} exists and is not an orch checkout; left alone")
+        mirror = find_mirror(ctx.mirror, project.name)
+        sources = [str(mirror), "origin"] if mirror else ["origin"]
+        if not git_dir.is_dir():
+            sha = self._clone_project(project, git_dir, mirror)
+            result.action = "cloned"
+        else:
+            sha = resolve_revision(git_dir, project.revision, upstream=project.upstream, sources=sources,
+                                   fetch_branches=True, where=project.where, url=project.url)
+            result.action = "updated"
+        result.sha = sha
+        return self._checkout(project, git_dir, checkout, sha, ctx, result)
+
+    def _skip(self, result: ProjectResult, reason: str) -> ProjectResult:
+        result.action, result.reason, result.exit_code = "skipped", reason, EXIT_FAIL
+        return result
+
+    def _clone_into(self, git_dir: Path, source: str, *, shared: bool, what: str) -> Path:
+        """Clone ``source`` without a checkout into ``<git_dir>.partial``, then rename its git
+        directory into place: a git dir either exists complete or not at all."""
+        partial = git_dir.with_name(git_dir.name + ".partial-clone")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        args = ["clone", "--quiet", "--no-checkout", *(["--shared"] if shared else []), source, str(partial)]
+        try:
+            gitops.run(args)
+        except GitCommandError as error:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise clone_failure(what, source, error) from None
+        os.rename(partial / ".git", git_dir)
+        shutil.rmtree(partial, ignore_errors=True)
+        return git_dir
+
+    def _clone_project(self, project: Project, git_dir: Path, mirror: Path | None) -> str:
+        staging = git_dir.with_name(git_dir.name + ".partial")  # the not-yet-renamed git dir
+        shutil.rmtree(staging, ignore_errors=True)
+        self._clone_into(staging, str(mirror) if mirror else project.url, shared=mirror is not None,
+                         what=project.where)
+        try:
+            if mirror is not None:
+                gitops.run(["remote", "set-url", "origin", project.url], git_dir=staging)
+            sha = resolve_revision(staging, project.revision, upstream=project.upstream,
+                                   sources=[str(mirror), "origin"] if mirror else ["origin"],
+                                   fetch_branches=mirror is not None, where=project.where, url=project.url)
+            gitops.run(["update-ref", "--no-deref", "HEAD", sha], git_dir=staging)
+            for ref in gitops.run(["for-each-ref", "--format=%(refname)", "refs/heads/"],
+                                  git_dir=staging).splitlines():
+                gitops.run(["update-ref", "-d", ref], git_dir=staging)
+            os.rename(staging, git_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return sha
+
+    def _checkout(self, project: Project, git_dir: Path, checkout: Path, sha: str, ctx: _Context,
+                  result: ProjectResult) -> ProjectResult:
+        journal = git_dir / JOURNAL
+        interrupted = journal.exists()
+        first = not (git_dir / "index").exists() or not (checkout / ".git").is_file()
+        head = gitops.read_head(git_dir)
+        if not first and not interrupted and head == sha:
+            gitops.run(["update-ref", PINNED_REF, sha], git_dir=git_dir)
+            result.action = "unchanged"
+            return result
+        if interrupted:
+            lock = git_dir / "index.lock"
+            lock.unlink(missing_ok=True)  # left by the git we were running when killed
+        problems: list[str] = []
+        modified = untracked = 0
+        if not first:
+            modified, untracked = gitops.worktree_changes(git_dir, checkout)
+            if modified:
+                problems.append(f"{modified} uncommitted change{'s' * (modified != 1)}")
+            if untracked:
+                problems.append(f"{untracked} untracked file{'s' * (untracked != 1)}")
+        previous = ctx.previous.get(project.path)
+        known = [sha, PINNED_REF, *([previous.sha] if previous else [])]
+        local = gitops.local_commit_count(git_dir, head, known) if head and head != sha else 0
+        if local:
+            problems.append(f"{local} local commit{'s' * (local != 1)} not upstream")
+        if problems and not (ctx.force or interrupted):
+            return self._skip(result, ", ".join(problems) + " (use --force to back them up and sync)")
+        if problems or (interrupted and not first):
+            result.backup = self._backup(git_dir, checkout, head, modified + untracked > 0, ctx.stamp)
+            result.action = "repaired" if interrupted else "forced"
+            result.reason = ", ".join(problems) if problems else "an interrupted checkout"
+        atomic_write(journal, sha + "\n")
+        gitops.write_gitfile(checkout, git_dir)
+        gitops.run(["checkout", "-q", *(["-f"] if first else []), "--detach", sha], git_dir=git_dir,
+                   cwd=checkout)
+        gitops.run(["update-ref", PINNED_REF, sha], git_dir=git_dir)
+        journal.unlink()
+        return result
+
+    def _backup(self, git_dir: Path, checkout: Path, head: str | None, dirty: bool, stamp: str) -> list[str]:
+        """Keep the user's work: HEAD under ``refs/orch/backup/<stamp>``, changes in a stash."""
+        saved: list[str] = []
+        if head:
+            ref = BACKUP_PREFIX + stamp
+            gitops.run(["update-ref", ref, head], git_dir=git_dir)
+            saved.append(ref)
+        if dirty:
+            config = gitops.identity_config(git_dir)
+            gitops.run([f"--work-tree={checkout}", "stash", "push", "--include-untracked", "--quiet",
+                        "-m", f"orch sync backup {stamp}"], git_dir=git_dir, cwd=checkout, config=config)
+            stash = gitops.run(["rev-parse", "refs/stash"], git_dir=git_dir)
+            saved.append(f"stash@{{0}} ({stash[:12]})")
+        return saved
+
+    # linkfile / copyfile
+
+    def _sync_links(self, projects: Sequence[Project], results: dict[str, ProjectResult],
+                    old: dict[str, ProjectRecord]) -> list[LinkResult]:
+        out: list[LinkResult] = []
+        wanted: set[str] = set()
+        copies_before = {c["dest"] for rec in old.values() for c in rec.copyfiles}
+        for project in projects:
+            if results[project.path].action in ("failed",) or results[project.path].sha is None:
+                continue
+            for link in project.linkfiles:
+                wanted.add(link.dest)
+                out.append(self._linkfile(project, link))
+            for copy in project.copyfiles:
+                out.append(self._copyfile(project, copy, copies_before))
+        for record in old.values():
+            for old_link in record.linkfiles:
+                dest = self.root / old_link["dest"]
+                if old_link["dest"] not in wanted and dest.is_symlink():
+                    dest.unlink()
+                    out.append(LinkResult("linkfile", old_link["dest"], "removed"))
+        return out
+
+    def _inside_root(self, path: Path) -> bool:
+        try:
+            path.resolve().relative_to(self.root)
+        except ValueError:
+            return False
+        return True
+
+    def _linkfile(self, project: Project, link: FileLink) -> LinkResult:
+        dest = self.root / link.dest
+        target = os.path.relpath(self.root / project.path / link.src, dest.parent)
+        if not self._inside_root(dest.parent):
+            return LinkResult("linkfile", link.dest, "skipped", "dest leaves the workspace through a symlink")
+        if dest.is_symlink() and os.readlink(dest) == target:
+            return LinkResult("linkfile", link.dest, "unchanged")
+        if dest.exists() and not dest.is_symlink():
+            return LinkResult("linkfile", link.dest, "skipped",
+                              f"{link.dest} exists and is not a symlink; left alone")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.orch-tmp")
+        tmp.unlink(missing_ok=True)
+        os.symlink(target, tmp)
+        os.replace(tmp, dest)
+        return LinkResult("linkfile", link.dest, "created")
+
+    def _copyfile(self, project: Project, copy: FileLink, ours: set[str]) -> LinkResult:
+        src = self.root / project.path / copy.src
+        dest = self.root / copy.dest
+        checkout = (self.root / project.path).resolve()
+        if not src.resolve().is_relative_to(checkout) or not src.is_file():
+            return LinkResult("copyfile", copy.dest, "skipped", f"{project.path}/{copy.src} is not a file "
+                              "inside the project")
+        if not self._inside_root(dest.parent):
+            return LinkResult("copyfile", copy.dest, "skipped", "dest leaves the workspace through a symlink")
+        data = src.read_bytes()
+        if dest.is_file() and not dest.is_symlink() and dest.read_bytes() == data:
+            return LinkResult("copyfile", copy.dest, "unchanged")
+        if (dest.exists() or dest.is_symlink()) and copy.dest not in ours:
+            return LinkResult("copyfile", copy.dest, "skipped", f"{copy.dest} exists and differs; left alone")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.orch-tmp")
+        tmp.write_bytes(data)
+        shutil.copymode(src, tmp)
+        os.replace(tmp, dest)
+        return LinkResult("copyfile", copy.dest, "created")
+
+    # status, tree, pinned manifest
+
+    def status(self, jobs: int | None = None) -> list[ProjectStatus]:
+        state = self.state()
+        records = list(state.projects.values())
+        with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
+            return list(pool.map(self._project_status, records))
+
+    def _project_status(self, record: ProjectRecord) -> ProjectStatus:
+        git_dir = self.git_dir(record.path)
+        checkout = self.checkout_dir(record.path)
+        row = ProjectStatus(record.path, record.name, record.sha, None, None, False, False, 0, 0, 0, True)
+        if not git_dir.is_dir() or not (checkout / ".git").is_file():
+            row.problems.append("checkout missing")
+            row.links_ok = False
+            return row
+        row.head = gitops.read_head(git_dir)
+        row.branch = gitops.head_branch(git_dir)
+        row.at_pinned = row.head == record.sha
+        try:
+            row.modified, row.untracked = gitops.worktree_changes(git_dir, checkout)
+        except GitCommandError as error:
+            row.problems.append(gitops.stderr_of(error))
+        row.dirty = bool(row.modified or row.untracked)
+        if row.head and not row.at_pinned:
+            row.local_commits = gitops.local_commit_count(git_dir, row.head, [record.sha, PINNED_REF])
+        for link in record.linkfiles:
+            dest = self.root / link["dest"]
+            expected = os.path.relpath(checkout / link["src"], dest.parent)
+            if not (dest.is_symlink() and os.readlink(dest) == expected and dest.exists()):
+                row.links_ok = False
+                row.problems.append(f"linkfile {link['dest']} missing or wrong")
+        if (git_dir / JOURNAL).exists():
+            row.problems.append("interrupted sync: run `orch sync` to repair")
+        if record.skipped:
+            row.problems.append(f"last sync skipped it: {record.skipped}")
+        return row
+
+    def tree(self) -> SourceTree:
+        """The synced projects: manifest path, checkout directory and pinned SHA."""
+        state = self.state()
+        return SourceTree(self.root, {
+            path: ProjectCheckout(path, self.checkout_dir(path), rec.sha)
+            for path, rec in state.projects.items()
+        })
+
+    def manifest_from_state(self) -> Manifest:
+        state = self.state()
+        m = state.manifest
+        remotes = {name: Remote(name, url, url) for name, url in m.remotes.items()}
+        projects = tuple(rec.to_project() for rec in state.projects.values())
+        return Manifest(projects, remotes, m.default_remote, m.default_revision)
+
+    def pinned_manifest_xml(self) -> str:
+        """The workspace as a fully pinned manifest, like ``repo manifest -r``."""
+        state = self.state()
+        return to_xml(self.manifest_from_state(), {p: rec.sha for p, rec in state.projects.items()})
+
+
+def clone_failure(what: str, source: str, error: GitCommandError) -> OrchError:
+    return InfraError(f"{what}: cloning {source} failed: {gitops.stderr_of(error)}",
+                      hint="check the URL and your network, or use --mirror DIR")
+
