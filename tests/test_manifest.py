@@ -28,7 +28,8 @@ def write(tmp_path: Path, text: str, name: str = "default.xml") -> Path:
 
 
 def parse(tmp_path: Path, body: str, **kwargs: object) -> object:
-    head = '<remote name="origin" fetch="https://example.org/git"/>\n<default remote="origin" revision="main"/>\n'
+    head = ('<remote name="origin" fetch="https://example.org/git"/>\n'
+            '<default remote="origin" revision="main"/>\n')
     return load_manifest(write(tmp_path, f"<manifest>\n{head}{body}\n</manifest>"), **kwargs)  # type: ignore[arg-type]
 
 
@@ -72,7 +73,10 @@ def test_real_master_xml_follows_branches_and_tags() -> None:
     assert by_path["projects/lwip"].revision == "refs/tags/STABLE-2_1_2_RELEASE"
     assert by_path["projects/camkes-tool"].url == "https://github.com/seL4/camkes-tool.git"
     default = load_manifest(real("default.xml"), manifest_url=MANIFEST_URL)
-    assert {(p.name, p.path, p.url) for p in m.projects} == {(p.name, p.path, p.url) for p in default.projects}
+    def triples(projects: object) -> set[tuple[str, str, str]]:
+        return {(p.name, p.path, p.url) for p in projects}  # type: ignore[attr-defined]
+
+    assert triples(m.projects) == triples(default.projects)
 
 
 def test_real_manifest_needs_the_manifest_url_for_relative_remotes() -> None:
@@ -236,7 +240,8 @@ def test_missing_include(tmp_path: Path) -> None:
 
 
 def test_unknown_element_and_remove_of_missing_project(tmp_path: Path) -> None:
-    assert error_of(tmp_path, '<projct name="x"/>') == 'default.xml: <projct name="x">: unknown manifest element'
+    unknown = error_of(tmp_path, '<projct name="x"/>')
+    assert unknown == 'default.xml: <projct name="x">: unknown manifest element'
     assert "no such project to remove" in error_of(tmp_path, '<remove-project name="x"/>')
     assert "no such project to extend" in error_of(tmp_path, '<extend-project name="x"/>')
 

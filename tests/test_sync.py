@@ -40,7 +40,8 @@ def manifest_xml(body: str) -> str:
 
 def default_body(server: Server) -> str:
     return f"""
-  <project name="kernel.git" path="kernel" revision="{server.kernel_pin}" upstream="master" dest-branch="master"/>
+  <project name="kernel.git" path="kernel" revision="{server.kernel_pin}" upstream="master"
+           dest-branch="master"/>
   <project name="tools.git" path="tools/seL4" revision="refs/tags/v1.0">
     <linkfile src="cmake-tool/init-build.sh" dest="init-build.sh"/>
     <copyfile src="settings.cmake" dest="easy-settings.cmake"/>
@@ -181,7 +182,8 @@ def test_stale_linkfile_is_removed_when_the_manifest_drops_it(
     code, report = sync_json(capsys, synced)
     assert code == 0
     assert not (synced / "init-build.sh").is_symlink()
-    assert {"kind": "linkfile", "dest": "init-build.sh", "action": "removed", "reason": None} in report["links"]
+    removed = {"kind": "linkfile", "dest": "init-build.sh", "action": "removed", "reason": None}
+    assert removed in report["links"]
 
 
 def test_manifest_from_a_local_file_with_manifest_url(server: Server, tmp_path: Path,
@@ -189,7 +191,7 @@ def test_manifest_from_a_local_file_with_manifest_url(server: Server, tmp_path: 
     xml = tmp_path / "mine.xml"
     xml.write_text(manifest_xml(f'<project name="kernel.git" path="kernel" revision="{server.kernel_pin}"/>'))
     ws = tmp_path / "ws2"
-    code, out, err = orch(capsys, "sync", "-w", str(ws), "-m", str(xml))
+    code, _out, err = orch(capsys, "sync", "-w", str(ws), "-m", str(xml))
     assert code == 2 and 'mine.xml: <remote name="seL4">: relative fetch' in err
     code, report = sync_json(capsys, ws, "-m", str(xml), "--manifest-url", str(server.manifest.bare))
     assert code == 0 and actions(report) == {"kernel": "cloned"}
@@ -262,9 +264,10 @@ def test_revision_missing_upstream_names_file_and_element(server: Server, tmp_pa
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     server.write_manifest('<project name="kernel.git" path="kernel" revision="' + "d" * 40 + '"/>'
                           '<project name="libs" path="libs" revision="no-such-branch"/>')
-    code, out, err = orch(capsys, "sync", "-w", str(tmp_path / "w"), "-m", str(server.manifest.bare))
+    code, _out, err = orch(capsys, "sync", "-w", str(tmp_path / "w"), "-m", str(server.manifest.bare))
     assert code == 2
-    assert f'default.xml: <project name="kernel.git" path="kernel">: revision {"d" * 40} does not exist' in err
+    kernel = 'default.xml: <project name="kernel.git" path="kernel">'
+    assert f"{kernel}: revision {'d' * 40} does not exist" in err
     assert 'default.xml: <project name="libs" path="libs">: revision no-such-branch does not exist' in err
     assert not (tmp_path / "w/kernel").exists()
 
@@ -272,7 +275,7 @@ def test_revision_missing_upstream_names_file_and_element(server: Server, tmp_pa
 def test_bad_manifest_fails_before_touching_anything(server: Server, synced: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     server.write_manifest('<project name="kernel.git" path="../evil"/>')
-    code, out, err = orch(capsys, "sync", "-w", str(synced))
+    code, _out, err = orch(capsys, "sync", "-w", str(synced))
     assert code == 2
     assert ('error: default.xml: <project name="kernel.git" path="../evil">: path must be relative and stay '
             'inside the workspace') in err
@@ -284,7 +287,7 @@ def test_unreachable_upstream_is_infrastructure(server: Server, tmp_path: Path,
     xml = tmp_path / "m.xml"
     xml.write_text('<manifest><remote name="r" fetch="' + str(tmp_path / "nowhere") + '"/>'
                    '<project name="x" remote="r" revision="master"/></manifest>')
-    code, out, err = orch(capsys, "sync", "-w", str(tmp_path / "w"), "-m", str(xml))
+    code, _out, err = orch(capsys, "sync", "-w", str(tmp_path / "w"), "-m", str(xml))
     assert code == 125 and "failed: x:" in err
 
 
@@ -329,7 +332,8 @@ def test_local_commits_are_skipped_then_backed_up(server: Server, synced: Path,
     new = move_kernel_pin(server)
     code, report = sync_json(capsys, synced)
     assert code == 1
-    assert "1 local commit not upstream" in next(p["reason"] for p in report["projects"] if p["path"] == "kernel")
+    reason = next(p["reason"] for p in report["projects"] if p["path"] == "kernel")
+    assert "1 local commit not upstream" in reason
     assert git(kernel, "rev-parse", "HEAD") == mine
     code, report = sync_json(capsys, synced, "--force")
     assert code == 0
@@ -343,7 +347,7 @@ def test_commit_on_a_branch_is_not_local_work_once_pushed(server: Server, synced
     kernel = synced / "kernel"
     git(kernel, "checkout", "-q", "-b", "topic")
     new = move_kernel_pin(server)
-    code, report = sync_json(capsys, synced)
+    code, _report = sync_json(capsys, synced)
     assert code == 0 and git(kernel, "rev-parse", "HEAD") == new
     assert git(kernel, "rev-parse", "topic") == server.kernel_pin, "the user's branch stays"
 
