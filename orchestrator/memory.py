@@ -191,8 +191,8 @@ def _first_existing(root: Path, patterns: list[str]) -> Path | None:
 def find_app_sources(root: Path, app: str, platform: str) -> AppSources:
     """Locate devices.camkes, the app's .camkes files and guest_ram.c in a source tree laid out
     like camkes-vm-examples (``projects/vm-examples/apps/Arm/<app>/<platform>/devices.camkes``)."""
-    app_dirs = [d for p in ("projects/*/apps/*/", "projects/*/apps/", "apps/*/", "apps/")
-                for d in sorted(root.glob(p + app)) if d.is_dir()]
+    patterns = ("projects/*/apps/*/", "projects/*/apps/", "*/apps/*/", "*/apps/", "apps/*/", "apps/")
+    app_dirs = [d for p in patterns for d in sorted(root.glob(p + app)) if d.is_dir()]
     devices = None
     camkes: list[Path] = []
     for app_dir in app_dirs:

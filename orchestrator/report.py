@@ -281,7 +281,7 @@ def verdict_text(v: VariantResult) -> str:
 
 def outcome_text(v: VariantResult) -> str:
     if v.outcome == EXPECTED:
-        return f"expected ({v.expect.describe() if v.expect else ''})"
+        return f"expected: {v.expect.describe() if v.expect else '?'}"
     if v.outcome == UNEXPECTED:
         return f"UNEXPECTED: wanted {v.expect.describe() if v.expect else '?'}"
     return {PASSED: "pass (no expectation)", FAILED: "fail (no expectation)", ERROR: "could not test",

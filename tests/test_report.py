@@ -146,7 +146,7 @@ def test_table_side_by_side() -> None:
     text = render(seed_like_report())
     assert "4k" in text and "largepage" in text
     assert "FAIL (vmm-allocation)" in text and "PASS" in text
-    assert "expected (fail (vmm-*))" in text and "expected (pass)" in text
+    assert "expected: fail (vmm-*)" in text and "expected: pass" in text
     assert "2001 / 10 / 1988 / 1957" in text
     assert "80 MiB (vm0.instance.bin, align_12bit)" in text
     assert "120 MiB EXCEEDS 80 MiB pool" in text and "240 KiB fits in 1 MiB pool" in text

@@ -1,18 +1,108 @@
-"""`orch build`: placeholder until its issue lands."""
+"""`orch build --patchset NAME`: sync, check, build every variant, boot each, compare (see
+:mod:`orchestrator.pipeline`); prints the comparison table and exits 0 when every variant
+met its expectation, 1 when one did not, 125 when something could not be tested."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import OrchError
+from orchestrator import report
+from orchestrator.cli.common import workspace_root
+from orchestrator.errors import InputError
+from orchestrator.pipeline import Options, run_pipeline
 from orchestrator.ui import UI
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("build", parents=[common], help="(not yet implemented)")
+    parser = sub.add_parser(
+        "build",
+        parents=[common],
+        help="sync, apply a patchset's variants, build them, boot each in QEMU, compare",
+        description="The whole job: sync the workspace if needed (the shipped default manifest "
+        "unless -m), check every patchset, build each variant of the patchset's [variants] in "
+        "Docker (or on the host), boot each in QEMU and print pass/fail and memory side by side. "
+        "Reports go to .orch/results/<run>/ (results.json, summary.md, junit.xml).",
+        epilog="exit codes: 0 every variant met its expectation (without one: passed), 1 one did "
+        "not, 2 bad input, 125 could not test (git bisect run skips it), 130 interrupted",
+    )
+    parser.add_argument("--patchset", required=True, metavar="NAME",
+                        help="the patchset whose variants to build")
+    parser.add_argument("--variant", action="append", default=[], metavar="V",
+                        help="only this variant (repeatable); NAME=PS1+PS2 defines one on the fly")
+    parser.add_argument("--no-run", action="store_true", help="build only, do not boot")
+    parser.add_argument("--executor", choices=("docker", "host"), default="docker",
+                        help="where builds run (default: docker)")
+    parser.add_argument("--image", metavar="IMG", help="build image (default: the patchset's, else "
+                        "trustworthysystems/camkes:latest)")
+    parser.add_argument("--rebuild", action="store_true", help="ignore cached builds")
+    parser.add_argument("--rerun", action="store_true",
+                        help="boot again even when an identical run is cached")
+    parser.add_argument("-j", "--jobs", type=_positive, default=1, metavar="N",
+                        help="variants built at once (default 1)")
+    parser.add_argument("--boot-jobs", type=_positive, default=None, metavar="N",
+                        help="variants booted at once (default: all)")
+    parser.add_argument("--boot-in", choices=("auto", "host", "docker"), default="auto",
+                        help="where QEMU runs (auto: the host if it has qemu-system-aarch64)")
+    parser.add_argument("--patchsets", action="append", default=[], metavar="DIR",
+                        help="extra patchset directory (repeatable; searched before $ORCH_PATCHSETS "
+                        "and the shipped ones)")
+    parser.add_argument("-m", "--manifest", metavar="SOURCE",
+                        help="sync from this manifest (file, repository or URL) before building")
+    parser.add_argument("--sync", action="store_true", help="sync even if the workspace is already synced")
+    parser.add_argument("--cmake", action="append", default=[], metavar="-DNAME=VALUE",
+                        help="extra CMake option for every variant (repeatable)")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="per-boot timeout")
+    parser.add_argument("--results", type=Path, metavar="DIR",
+                        help="write the reports here instead of .orch/results/<run>/")
     parser.set_defaults(func=handle)
 
 
+def _command_line(patchset: str) -> tuple[str, ...]:
+    """The command as typed (for the report's reproducer line)."""
+    if Path(sys.argv[0]).name == "orch" and "build" in sys.argv[1:]:
+        return ("orch", *sys.argv[1:])
+    return ("orch", "build", "--patchset", patchset)
+
+
 def handle(args: argparse.Namespace, ui: UI) -> int:
-    raise OrchError("orch build is not implemented yet")
+    if args.timeout is not None and args.timeout <= 0:
+        raise InputError(f"--timeout {args.timeout:g}: must be positive")
+    opts = Options(
+        patchset=args.patchset,
+        workspace=workspace_root(args),
+        variants=tuple(args.variant),
+        run=not args.no_run,
+        executor=args.executor,
+        image=args.image,
+        rebuild=args.rebuild,
+        rerun=args.rerun,
+        jobs=args.jobs,
+        boot_jobs=args.boot_jobs or 0,
+        boot_in=args.boot_in,
+        patchset_dirs=tuple(Path(d) for d in args.patchsets),
+        manifest=args.manifest,
+        sync=args.sync,
+        cmake=tuple(args.cmake),
+        timeout=args.timeout,
+        results_dir=args.results,
+        command=_command_line(args.patchset),
+    )
+    outcome = run_pipeline(opts, ui)
+    ui.result(outcome.report, report.table(outcome.report))
+    if not ui.json:
+        ui.out.print(report.verdict_line(outcome.report), markup=False, highlight=False)
+        ui.info(f"results: {outcome.directory}")
+    return outcome.report.exit_code
