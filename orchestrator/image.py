@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from typing import Any
 
 import docker.errors
 from docker.client import DockerClient, from_env
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import parse_wheel_filename
 
 from orchestrator.errors import InfraError, InputError
 from orchestrator.shipped import shipped_dir
@@ -115,42 +118,99 @@ def first_line(text: str) -> str:
 # --- wheels -------------------------------------------------------------------------------
 
 
-def wheel_cache_dir(requirements: Iterable[str]) -> Path:
-    """Where wheels for these requirements, this host Python and machine are kept."""
-    python = f"cp{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}"
+def wheel_cache_dir(requirements: Iterable[str], image_python: str) -> Path:
+    """Where wheels for these requirements, the image's Python and this machine are kept."""
     key = hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:16]
-    return cache_root() / "wheels" / f"{python}-{key}"
+    return cache_root() / "wheels" / f"py{image_python}-{platform.machine()}-{key}"
 
 
-def prepare_wheels(requirements: tuple[str, ...], ui: UI, refresh: bool = False) -> Path:
+def prepare_wheels(requirements: tuple[str, ...], image_python: str, ui: UI,
+                   refresh: bool = False) -> Path:
     """Build wheels for ``requirements`` and all their dependencies with the host's pip,
-    once; later calls reuse the cache. Returns the directory holding the ``.whl`` files."""
-    target = wheel_cache_dir(requirements)
+    fit for the image's Python version ``image_python`` (e.g. ``3.11.2``), once; later
+    calls reuse the cache. Returns the directory holding the ``.whl`` files."""
+    target = wheel_cache_dir(requirements, image_python)
     complete = target / ".complete"
     if complete.is_file() and not refresh:
         ui.info(f"wheels: reusing {len(list_wheels(target))} cached in {target}")
         return target
-    if sys.version_info[:2] != (3, 11):
-        ui.warn(f"host Python is {platform.python_version()}; binary wheels built with it may not "
-                "install into the image's Python 3.11")
+    if sys.version_info[:2] != tuple(int(p) for p in image_python.split(".")[:2]):
+        ui.warn(f"host Python is {platform.python_version()}, the image's {image_python}: "
+                "binary wheels built on the host may not install in the image")
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(staging), *requirements]
-    ui.info(f"wheels: {' '.join(command[1:])}")
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
+    try:
+        run_pip(["wheel", "--wheel-dir", str(staging), *requirements], ui, " ".join(requirements))
+        fit_wheels_to_python(staging, image_python, ui)
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
-        raise InfraError(
-            f"pip wheel {' '.join(requirements)} failed on the host: {tail}",
-            hint="give prepared wheels with --wheels-dir DIR, or --no-wheels if the "
-            "container can reach the package index",
-        )
+        raise
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     complete.write_text("\n".join(requirements) + "\n")
     return target
+
+
+def run_pip(args: list[str], ui: UI, what: str) -> None:
+    """Run the host's pip; ``what`` names the packages for the error line."""
+    command = [sys.executable, "-m", "pip", *args]
+    ui.info(f"wheels: pip {' '.join(args)}")
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
+        raise InfraError(
+            f"pip {args[0]} {what} failed on the host: {tail}",
+            hint="give prepared wheels with --wheels-dir DIR, or --no-wheels if the "
+            "container can reach the package index",
+        )
+
+
+def requires_python(wheel: Path) -> str | None:
+    """A wheel's ``Requires-Python`` metadata, if it has one."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        if not names:
+            return None
+        for line in archive.read(names[0]).decode("utf-8", "replace").splitlines():
+            if not line.strip():
+                break
+            if line.lower().startswith("requires-python:"):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+def unfit_wheels(directory: Path, python_version: str) -> list[Path]:
+    """Wheels whose ``Requires-Python`` excludes ``python_version``."""
+    unfit = []
+    for wheel in sorted(directory.glob("*.whl")):
+        spec = requires_python(wheel)
+        try:
+            if spec and python_version not in SpecifierSet(spec):
+                unfit.append(wheel)
+        except InvalidSpecifier:
+            continue
+    return unfit
+
+
+def fit_wheels_to_python(directory: Path, python_version: str, ui: UI) -> None:
+    """Replace wheels the host's (newer) Python accepted but the image's rejects with the
+    newest release of the same project that accepts it (pip decides, ``--no-deps``)."""
+    for wheel in unfit_wheels(directory, python_version):
+        project = str(parse_wheel_filename(wheel.name)[0])
+        ui.info(f"wheels: {wheel.name} needs another Python than {python_version}: picking an older release")
+        wheel.unlink()
+        with tempfile.TemporaryDirectory(prefix="orch-wheel-") as tmp:
+            download = ["download", "--no-deps", "--python-version", python_version, "--dest", tmp, project]
+            run_pip(download, ui, project)
+            for item in Path(tmp).iterdir():
+                if item.suffix == ".whl":
+                    shutil.copy2(item, directory / item.name)
+                else:  # an sdist: build it
+                    run_pip(["wheel", "--no-deps", "--wheel-dir", str(directory), str(item)], ui, project)
+    still = unfit_wheels(directory, python_version)
+    if still:
+        raise InfraError(f"no release of {', '.join(w.name for w in still)} supports Python {python_version}")
 
 
 def list_wheels(directory: Path) -> list[str]:
@@ -232,7 +292,7 @@ def ensure_image(spec: ImageSpec, ui: UI, *, rebuild: bool = False,
         raise InputError(f"--target {spec.target}: unknown stage (choose from {', '.join(STAGES)})")
     client = client or connect()
     base_id = resolve_base(client, spec.base_image, ui)
-    wheels_dir = select_wheels(spec, ui)
+    wheels_dir = select_wheels(spec, ui, client)
     wheels = list_wheels(wheels_dir) if wheels_dir else []
     context_sha = context_digest(spec.docker_dir, wheels)
     key = hashlib.sha256(f"{spec.target}\0{base_id}\0{context_sha}".encode()).hexdigest()
@@ -261,14 +321,30 @@ def ensure_image(spec: ImageSpec, ui: UI, *, rebuild: bool = False,
     return describe(image, tag, spec, wheels, cached=False, duration_s=duration, log_path=log_path)
 
 
-def select_wheels(spec: ImageSpec, ui: UI) -> Path | None:
+def select_wheels(spec: ImageSpec, ui: UI, client: DockerClient | None = None) -> Path | None:
+    """The directory of wheels the build installs, or None: given ones, or ones prepared
+    on the host for the Python of the image's ``build-min`` stage (built first)."""
     if not spec.needs_wheels:
         return None
     if spec.wheels_dir is not None:
         if not list_wheels(spec.wheels_dir):
             raise InputError(f"--wheels-dir {spec.wheels_dir}: no .whl files there")
         return spec.wheels_dir
-    return prepare_wheels(spec.requirements, ui)
+    client = client or connect()
+    return prepare_wheels(spec.requirements, image_python_version(spec, ui, client), ui)
+
+
+def image_python_version(spec: ImageSpec, ui: UI, client: DockerClient) -> str:
+    """The Python version inside the stage the wheels go into: the ``build-min`` stage
+    on the same base carries the same python3, and is quick to build (or reuse)."""
+    minimal = ImageSpec(base_image=spec.base_image, target="build-min", docker_dir=spec.docker_dir)
+    tag = ensure_image(minimal, ui, client=client).tag
+    script = "import platform; print(platform.python_version())"
+    try:
+        output = client.containers.run(tag, ["python3", "-c", script], remove=True, network_disabled=True)
+    except docker.errors.DockerException as error:
+        raise InfraError(f"cannot run python3 in {tag}: {first_line(str(error))}") from error
+    return bytes(output).decode().strip()
 
 
 def run_build(client: DockerClient, context: Path, spec: ImageSpec, tag: str,

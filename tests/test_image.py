@@ -104,9 +104,10 @@ def test_default_tag_names_the_stage() -> None:
 
 def test_wheel_cache_lives_under_the_user_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    directory = image.wheel_cache_dir(("sel4-deps", "camkes-deps"))
+    directory = image.wheel_cache_dir(("sel4-deps", "camkes-deps"), "3.11.2")
     assert directory.parent == tmp_path / "orch" / "wheels"
-    assert directory == image.wheel_cache_dir(("camkes-deps", "sel4-deps"))
+    assert directory == image.wheel_cache_dir(("camkes-deps", "sel4-deps"), "3.11.2")
+    assert directory != image.wheel_cache_dir(("camkes-deps", "sel4-deps"), "3.12.1")
 
 
 def test_failing_pip_wheel_is_one_infra_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -115,9 +116,31 @@ def test_failing_pip_wheel_is_one_infra_error(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
     with pytest.raises(InfraError, match="pip wheel no-such-package-orch-test failed") as caught:
-        image.prepare_wheels(("no-such-package-orch-test",), UI.silent())
+        image.prepare_wheels(("no-such-package-orch-test",), "3.11.2", UI.silent())
     assert caught.value.hint is not None and "--wheels-dir" in caught.value.hint
-    assert not image.wheel_cache_dir(("no-such-package-orch-test",)).exists()
+    assert not image.wheel_cache_dir(("no-such-package-orch-test",), "3.11.2").exists()
+    assert not list((tmp_path / "orch" / "wheels").glob("*.partial"))
+
+
+def make_wheel(directory: Path, name: str, requires_python: str | None) -> Path:
+    import zipfile
+
+    wheel = directory / f"{name}-1.0-py3-none-any.whl"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
+    if requires_python:
+        metadata += f"Requires-Python: {requires_python}\n"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(f"{name}-1.0.dist-info/METADATA", metadata + "\nlong description: x\n")
+    return wheel
+
+
+def test_wheels_are_checked_against_the_image_python(tmp_path: Path) -> None:
+    fine = make_wheel(tmp_path, "fine", ">=3.8")
+    make_wheel(tmp_path, "anything", None)
+    too_new = make_wheel(tmp_path, "toonew", ">=3.11.5")
+    assert image.requires_python(fine) == ">=3.8"
+    assert image.unfit_wheels(tmp_path, "3.11.2") == [too_new]
+    assert image.unfit_wheels(tmp_path, "3.11.7") == []
 
 
 # --- build stream -------------------------------------------------------------------------
