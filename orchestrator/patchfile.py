@@ -155,6 +155,22 @@ def parse_patch_text(text: str, label: str) -> ParsedPatch:
     return ParsedPatch(label=label, subject=subject, author=author, changes=parse_diff(text, label))
 
 
+def commit_message(text: str) -> str:
+    """The message part of a mail: from after the headers to the ``---`` line."""
+    body = text.split("\n\n", 1)[1] if "\n\n" in text else ""
+    return body.split("\n---\n", 1)[0].strip()
+
+
+def same_patch(old: str, new: str) -> bool:
+    """Whether two mails carry the same commit: subject, author, message and diff."""
+    try:
+        a, b = parse_patch_text(old, "old"), parse_patch_text(new, "new")
+    except InputError:
+        return False
+    return (a.subject, a.author, a.changes, commit_message(old)) == (
+        b.subject, b.author, b.changes, commit_message(new))
+
+
 def parse_patch_file(path: Path) -> ParsedPatch:
     try:
         text = path.read_text(encoding="utf-8", errors="surrogateescape")

@@ -48,6 +48,7 @@ from orchestrator.patchfile import (
     parse_diff,
     parse_patch_file,
     patch_file_name,
+    same_patch,
     sha256_file,
     split_repo_diff,
 )
@@ -159,7 +160,7 @@ def _open(checkout: ProjectCheckout) -> _Repo:
 
 
 def _git_error(error: GitCommandError) -> str:
-    text = str(error.stderr or error.stdout or "").strip().strip("'").strip()
+    text = str(error.stderr or error.stdout or "").strip().removeprefix("stderr:").strip().strip("'")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("hint:")]
     interesting = [ln for ln in lines if ln.startswith(("error:", "fatal:"))]
     return (interesting or lines or ["git failed"])[0].removeprefix("stderr: ")
@@ -612,6 +613,9 @@ def _replace_series(
         target = target_dir / name
         before = target.read_bytes() if target.is_file() else None
         data = source.read_bytes()
+        if before is not None and before != data and same_patch(before.decode(errors="replace"),
+                                                                 data.decode(errors="replace")):
+            data = before  # only the mail's formatting differs: keep the file as it is
         if before != data:
             target.write_bytes(data)
         digest = sha256_file(target)

@@ -1,18 +1,209 @@
-"""`orch patchset`: placeholder until its issue lands."""
+"""`orch patchset list|show|check|apply|revert|refresh|import`: the CLI over orchestrator.patchset."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import OrchError
+from rich.table import Table
+
+from orchestrator import patchset as lib
+from orchestrator.cli.common import workspace_root
+from orchestrator.errors import EXIT_FAIL, EXIT_OK, InputError
+from orchestrator.patchcheck import CheckReport, Status
+from orchestrator.tree import SourceTree
 from orchestrator.ui import UI
+
+_STATUS_STYLE = {Status.APPLIES: "green", Status.ALREADY_APPLIED: "cyan", Status.FAILS: "bold red"}
+
+
+def _dirs_option(parser: argparse.ArgumentParser, dest: str) -> None:
+    parser.add_argument(
+        "--patchsets", metavar="DIR", action="append", dest=dest, default=None,
+        help="a directory of patchsets searched before $ORCH_PATCHSETS and the shipped ones "
+        "(repeatable)",
+    )
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    parser = sub.add_parser("patchset", parents=[common], help="(not yet implemented)")
-    parser.set_defaults(func=handle)
+    parser = sub.add_parser(
+        "patchset", parents=[common], help="import, check, apply, revert and refresh named patchsets",
+        description="Named multi-project patchsets: patchsets/NAME/patchset.toml + format-patch files.",
+    )
+    _dirs_option(parser, "patchset_dirs_top")
+    parser.set_defaults(func=_usage(parser))
+    cmds = parser.add_subparsers(dest="patchset_command", metavar="SUBCOMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = cmds.add_parser(
+            name, parents=[common], help=help_text, description=help_text
+        )
+        _dirs_option(p, "patchset_dirs")
+        return p
+
+    add("list", "list the patchsets on the search path").set_defaults(func=handle_list)
+    p = add("show", "show a patchset's config and patches")
+    p.add_argument("name")
+    p.set_defaults(func=handle_show)
+    p = add("check", "dry run against the workspace: per patch, per hunk")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.set_defaults(func=handle_check)
+    p = add("apply", "apply patchsets (requirements first) as commits on orch/NAME branches")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("--3way", dest="three_way", action="store_true",
+                   help="fall back to a three-way merge when the context drifted")
+    p.set_defaults(func=handle_apply)
+    p = add("revert", "put the projects a patchset touches back on their pinned revisions")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--all", action="store_true", help="every project of the workspace")
+    p.set_defaults(func=handle_revert)
+    p = add("refresh", "regenerate a patchset's patch files and sha256s from its branches")
+    p.add_argument("name")
+    p.set_defaults(func=handle_refresh)
+    p = add("import", "create a patchset from `repo diff` output or a directory of format-patch files")
+    p.add_argument("name")
+    p.add_argument("source", type=Path, metavar="FILE|DIR")
+    p.add_argument("--project", metavar="PATH", help="the project a plain diff or a flat directory is for")
+    p.add_argument("--description", help="the patchset's description")
+    p.add_argument("--subject", help="commit subject for patches made from a diff")
+    p.add_argument("--force", action="store_true", help="replace an existing patchset of that name")
+    p.set_defaults(func=handle_import)
 
 
-def handle(args: argparse.Namespace, ui: UI) -> int:
-    raise OrchError("orch patchset is not implemented yet")
+def _usage(parser: argparse.ArgumentParser) -> Any:
+    def handle(args: argparse.Namespace, ui: UI) -> int:
+        raise InputError("orch patchset: missing subcommand", hint=parser.format_usage().strip())
+    return handle
+
+
+def _cli_dirs(args: argparse.Namespace) -> list[str]:
+    return [*(getattr(args, "patchset_dirs_top", None) or []), *(getattr(args, "patchset_dirs", None) or [])]
+
+
+def _search_path(args: argparse.Namespace) -> list[Path]:
+    return lib.patchset_search_path(_cli_dirs(args), os.environ)
+
+
+def _tree(args: argparse.Namespace) -> SourceTree:
+    from orchestrator.workspace import Workspace  # lazily: the workspace module is optional here
+
+    tree: SourceTree = Workspace(workspace_root(args)).tree()
+    return tree
+
+
+# --------------------------------------------------------------------------- list / show
+
+
+def handle_list(args: argparse.Namespace, ui: UI) -> int:
+    search = _search_path(args)
+    rows: list[dict[str, Any]] = []
+    table = Table("patchset", "requires", "projects", "description", "from", title="patchsets")
+    for name, directory in lib.available_patchsets(search).items():
+        ps = lib.load_patchset(name, [directory.parent])
+        rows.append({"name": name, "description": ps.description, "requires": ps.requires,
+                     "projects": list(ps.projects), "directory": str(directory)})
+        table.add_row(name, ", ".join(ps.requires), "\n".join(ps.projects), ps.description, str(directory))
+    ui.result({"search_path": [str(p) for p in search], "patchsets": rows},
+              table if rows else "no patchsets found on " + os.pathsep.join(map(str, search)))
+    return EXIT_OK
+
+
+def handle_show(args: argparse.Namespace, ui: UI) -> int:
+    from orchestrator.patchfile import parse_patch_file
+
+    ps = lib.load_patchset(args.name, _search_path(args))
+    patches = []
+    for ref in ps.patches():
+        subject = parse_patch_file(ref.path).subject if ref.path.is_file() else "(missing)"
+        patches.append({"project": ref.project, "file": ref.file, "sha256": ref.sha256, "subject": subject})
+    data = {"name": ps.name, "directory": str(ps.directory), "description": ps.description,
+            "requires": ps.requires, "patches": patches, "build": ps.build, "variants": ps.variants}
+    table = Table("project", "patch", "subject", "sha256", title=f"{ps.name}: {ps.description}")
+    for p in patches:
+        table.add_row(p["project"], p["file"], p["subject"], p["sha256"][:12])
+    if ps.requires:
+        table.caption = f"requires: {', '.join(ps.requires)}"
+    ui.result(data, table)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- check / apply
+
+
+def check_table(report: CheckReport) -> Table:
+    table = Table("patchset", "project", "patch", "file", "hunk", "result", title="patchset check")
+    for patch in report.patches:
+        for i, hunk in enumerate(patch.hunks):
+            style = _STATUS_STYLE[hunk.status]
+            result = f"[{style}]{hunk.status.value}[/]" + (f" ({hunk.reason})" if hunk.reason else "")
+            first = i == 0
+            table.add_row(patch.patchset if first else "", patch.project if first else "",
+                          patch.patch if first else "", hunk.file, hunk.header, result)
+    return table
+
+
+def handle_check(args: argparse.Namespace, ui: UI) -> int:
+    chain = lib.resolve(args.names, _search_path(args))
+    report = lib.check(_tree(args), chain)
+    ui.result({"ok": report.ok, "patches": report.patches}, check_table(report))
+    return EXIT_OK if report.ok else EXIT_FAIL
+
+
+def handle_apply(args: argparse.Namespace, ui: UI) -> int:
+    chain = lib.resolve(args.names, _search_path(args))
+    report = lib.apply(_tree(args), chain, three_way=args.three_way)
+    table = Table("project", "branch", "applied", "already applied", "3-way merged", title="patchset apply")
+    for proj in report.projects:
+        applied = "\n".join(f"{c.commit[:12]} {c.patch}" for c in proj.commits)
+        table.add_row(proj.project, proj.branch, applied or "-", ", ".join(proj.already_applied) or "-",
+                      "\n".join(proj.merged) or "-")
+    if report.noop:
+        ui.info(f"{', '.join(report.patchsets)}: already applied, nothing to do")
+    for proj in report.projects:
+        for backup in proj.backups:
+            ui.warn(f"{proj.project}: the old branch was kept as {backup}")
+    ui.result({"noop": report.noop, "patchsets": report.patchsets, "projects": report.projects}, table)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- revert / refresh / import
+
+
+def handle_revert(args: argparse.Namespace, ui: UI) -> int:
+    if not args.names and not args.all:
+        raise InputError("orch patchset revert: name a patchset, or pass --all")
+    chain = None if args.all else lib.resolve(args.names, _search_path(args))
+    report = lib.revert(_tree(args), chain)
+    table = Table("project", "was on", "now at", "note", title="patchset revert")
+    for proj in report.projects:
+        note = f"kept commits on {proj.backup}" if proj.backup else ("" if proj.changed else "already pinned")
+        table.add_row(proj.project, proj.was[:40], proj.now[:12], note)
+    ui.result(report, table)
+    return EXIT_OK
+
+
+def handle_refresh(args: argparse.Namespace, ui: UI) -> int:
+    ps = lib.load_patchset(args.name, _search_path(args))
+    report = lib.refresh(_tree(args), ps)
+    table = Table("project", "patch", "status", "sha256", title=f"refresh {ps.name} ({ps.directory})")
+    for p in report.patches:
+        table.add_row(p.project, p.file, p.status, p.sha256[:12])
+    if not report.changed:
+        ui.info(f"{ps.name}: patch files already match the branch commits")
+    ui.result(report, table)
+    return EXIT_OK
+
+
+def handle_import(args: argparse.Namespace, ui: UI) -> int:
+    target = lib.import_target_dir(_cli_dirs(args), os.environ)
+    ps = lib.import_patchset(args.name, args.source, target, project=args.project,
+                             description=args.description, subject=args.subject, force=args.force)
+    table = Table("project", "patch", "sha256", title=f"imported {ps.name} into {ps.directory}")
+    for ref in ps.patches():
+        table.add_row(ref.project, ref.file, ref.sha256[:12])
+    ui.result({"name": ps.name, "directory": str(ps.directory),
+               "patches": [{"project": r.project, "file": r.file, "sha256": r.sha256} for r in ps.patches()]},
+              table)
+    return EXIT_OK
