@@ -138,7 +138,8 @@ def make_e2e_fixture(base: Path, *, expectations: bool = True) -> E2EFixture:
     os.chmod(tools.scratch / "cmake-tool/init-build.sh", 0o755)
     git(tools.scratch, "update-index", "--chmod=+x", "cmake-tool/init-build.sh")
     tools.commit({}, "init-build.sh is executable")
-    manifest = make_manifest_repo(server, "manifest", {"default.xml": manifest_xml(kernel.head(), tools.head())})
+    xml = manifest_xml(kernel.head(), tools.head())
+    manifest = make_manifest_repo(server, "manifest", {"default.xml": xml})
 
     vm2g = _patch(kernel.scratch, {
         "apps/vm_minimal/settings.cmake": ('QEMU_MEMORY "1024"', 'QEMU_MEMORY "2048"'),
