@@ -622,6 +622,9 @@ def _attempt(spec: RunSpec, ruleset: RuleSet, argv: list[str], cwd: Path, launch
             if decisive.kind == "pass" and spec.login is not None and console.stdout_open:
                 session, memory = run_login_session(console, spec.login)
     finally:
+        if not console.stdout_open:  # QEMU closed its console: let it finish exiting by itself
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                launched.process.wait(timeout=1.0)
         killed = launched.process.poll() is None
         launched.kill()
         console.drain()
