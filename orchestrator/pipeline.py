@@ -365,7 +365,8 @@ def run_pipeline(opts: Options, ui: UI) -> Outcome:
     timer.add("sync", time.monotonic() - t)
 
     t = time.monotonic()
-    search_path = patchset_search_path(list(opts.patchset_dirs), opts.env)
+    # absolute: patches are applied (git am) from other working directories
+    search_path = [p.resolve() for p in patchset_search_path(list(opts.patchset_dirs), opts.env)]
     spec = override(spec_for(load_patchset(opts.patchset, search_path)), variants=list(opts.variants) or None,
                     cmake=list(opts.cmake) or None, image=opts.image)
     chains = variant_patchsets(spec, search_path)
