@@ -341,6 +341,30 @@ def _first_line(argv: list[str]) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def _session_members(sid: int) -> list[int]:
+    """Processes of session ``sid`` (ninja runs each command in its own process group)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid:
+                members.append(int(stat.parent.name))
+    return members
+
+
+def _stop_session(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the job's process group (ninja then stops its commands), then SIGKILL whatever
+    is left of its session."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(3)
+    for pid in [proc.pid, *_session_members(proc.pid)]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+
+
 @dataclass
 class HostExecutor:
     """Runs jobs directly on this machine with its own cmake, ninja and cross compilers."""
@@ -396,9 +420,7 @@ class HostExecutor:
                     break
         finally:
             if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                _stop_session(proc)
             thread.join(5)
             if proc.stdout is not None:
                 proc.stdout.close()

@@ -147,6 +147,18 @@ class BuildWorkspace:
     def chain(self, names: Sequence[str]) -> list[Patchset]:
         return [self.patchsets[n] for n in names]
 
+    def edit_patch(self, name: str, old: str, new: str) -> None:
+        """Change a patchset's (first) patch text, update its sha256 and reload it."""
+        patchset = self.patchsets[name]
+        ref = patchset.patches()[0]
+        text = ref.path.read_text()
+        assert old in text
+        ref.path.write_text(text.replace(old, new))
+        config = patchset.config_path.read_text()
+        fresh = hashlib.sha256(ref.path.read_bytes()).hexdigest()
+        patchset.config_path.write_text(config.replace(ref.sha256, fresh))
+        self.patchsets[name] = load_patchset(name, [patchset.directory.parent])
+
     def variants(self, spec: BuildSpec | None = None) -> list[tuple[VariantSpec, list[Patchset]]]:
         """Each variant of ``spec`` (default: the largepage spec) with its patchsets."""
         spec = spec or self.spec()

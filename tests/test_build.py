@@ -1,0 +1,216 @@
+"""The build library on the host executor (real git worktrees, real cmake/ninja/cross gcc):
+two variants, artifacts, metadata, cache, incremental builds and the failure paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from orchestrator.build import BuildContext, BuildResult, build_variant, build_variants
+from orchestrator.buildspec import VariantSpec, override
+from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, InfraError
+from orchestrator.executor import HostExecutor
+from orchestrator.variant import worktrees_of
+from tests.buildfixture import IMAGE_NAME, BuildWorkspace, make_build_workspace, snapshot
+from tests.conftest import require_tools
+
+METADATA_KEYS = {"variant", "status", "app", "platform", "cmake", "patchsets", "patches", "manifest",
+                 "projects", "executor", "orch_version", "start", "end", "duration", "artifacts",
+                 "reproducer", "inputs_hash", "log"}
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> BuildWorkspace:
+    require_tools("cmake", "ninja", "aarch64-linux-gnu-gcc")
+    return make_build_workspace(tmp_path)
+
+
+def context(ws: BuildWorkspace, **kwargs: object) -> BuildContext:
+    return BuildContext(root=ws.root, tree=ws.tree, spec=ws.spec(), executor=HostExecutor(), **kwargs)  # type: ignore[arg-type]
+
+
+def assert_nothing_left(ws: BuildWorkspace, variant: str) -> None:
+    for checkout in ws.tree.projects.values():
+        leftovers = [p for p in worktrees_of(checkout.directory) if ".orch/variants" in str(p)]
+        assert leftovers == [], leftovers
+    assert not (ws.root / ".orch" / "variants" / variant / "src").exists()
+
+
+def test_two_variants_differ_as_the_patchset_says(ws: BuildWorkspace) -> None:
+    before = snapshot(ws.root)
+    results = build_variants(context(ws), ws.variants())
+    assert [(r.variant, r.status, r.cached) for r in results] == [("4k", "pass", False),
+                                                                  ("largepage", "pass", False)]
+    four_k, large = results
+    assert four_k.image is not None and large.image is not None
+    assert b"Failed to allocate page" in four_k.image.read_bytes()
+    assert b"buildroot login" in large.image.read_bytes()
+    assert b"buildroot login" not in four_k.image.read_bytes()
+    assert four_k.simulate is not None and os.access(four_k.simulate, os.X_OK)
+    assert large.image.relative_to(large.output_dir) == Path(IMAGE_NAME)
+    assert snapshot(ws.root) == before  # the user's checkouts and links are untouched
+
+
+def test_metadata_is_complete(ws: BuildWorkspace) -> None:
+    result = build_variant(context(ws), ws.spec().variant("largepage"), ws.chain(["vm-2g", "largepage"]))
+    on_disk = json.loads((result.output_dir / "metadata.json").read_text())
+    assert on_disk == result.metadata
+    assert METADATA_KEYS <= set(on_disk)
+    assert on_disk["projects"] == {p: c.pinned for p, c in ws.tree.projects.items()}
+    assert [p["patchset"] for p in on_disk["patches"]] == ["vm-2g", "largepage"]
+    assert all(len(p["sha256"]) == 64 for p in on_disk["patches"])
+    assert on_disk["cmake"] == ["-DCAMKES_VM_APP=vm_minimal", "-DPLATFORM=qemu-arm-virt", "-DAARCH64=1"]
+    assert on_disk["executor"]["name"] == "host" and "cmake" in on_disk["executor"]["toolchain"]
+    image = next(a for a in on_disk["artifacts"] if a["name"] == IMAGE_NAME)
+    assert image["size"] == (result.output_dir / IMAGE_NAME).stat().st_size
+    assert "init-build.sh" in on_disk["reproducer"] and "ninja" in on_disk["reproducer"]
+    assert on_disk["manifest"]["file"] == "default.xml"
+    assert (result.output_dir / "build.log").read_text()
+    assert (result.output_dir.parent / "latest").resolve() == result.output_dir.resolve()
+
+
+def test_cache_and_a_changed_patch_rebuilds_only_its_variants(ws: BuildWorkspace) -> None:
+    first = build_variants(context(ws), ws.variants())
+    again = build_variants(context(ws), ws.variants())
+    assert [r.cached for r in again] == [True, True]
+    assert [r.output_dir for r in again] == [r.output_dir for r in first]
+
+    ws.edit_patch("largepage", "map guest RAM", "map all guest RAM")
+    changed = build_variants(context(ws), ws.variants())
+    assert [(r.variant, r.cached) for r in changed] == [("4k", True), ("largepage", False)]
+    assert changed[1].output_dir != first[1].output_dir
+
+
+def test_rebuild_reuses_the_tree_incrementally(ws: BuildWorkspace) -> None:
+    variant = ws.spec().variant("4k")
+    first = build_variant(context(ws), variant, ws.chain(["vm-2g"]))
+    assert first.metadata["configured"] is True
+    forced = build_variant(context(ws, rebuild=True), variant, ws.chain(["vm-2g"]))
+    assert not forced.cached and forced.metadata["configured"] is False and forced.ok
+
+
+def test_changed_settings_cmake_configures_afresh(ws: BuildWorkspace) -> None:
+    """vm-2g changes QEMU_MEMORY in settings.cmake: the base variant and vm-2g share nothing."""
+    spec = override(ws.spec(), variants=["4k=vm-2g"])
+    ctx = replace(context(ws), spec=spec)
+    build_variant(ctx, spec.variants[0], ws.chain(["vm-2g"]))
+    base = override(ws.spec(), variants=["4k="])
+    result = build_variant(replace(ctx, spec=base), base.variants[0], [])
+    assert result.ok and result.metadata["configured"] is True
+    assert result.metadata["patches"] == []
+
+
+def test_ninja_failure_is_a_fail_result_and_leaves_nothing(ws: BuildWorkspace) -> None:
+    broken = VariantSpec("broken", ("vm-2g",), cmake=("-DBREAK_BUILD=1",))
+    result = build_variant(context(ws), broken, ws.chain(["vm-2g"]))
+    assert result.status == "fail" and result.failed_step == "build"
+    assert any("broken on purpose" in line for line in result.log_tail)
+    error = result.error()
+    assert error is not None and error.exit_code == EXIT_FAIL
+    assert "ninja failed" in error.message and str(result.log) in error.message
+    assert result.metadata["status"] == "fail"
+    assert_nothing_left(ws, "broken")
+    again = build_variant(context(ws), broken, ws.chain(["vm-2g"]))
+    assert not again.cached and again.status == "fail"  # failures are never cached
+
+
+def test_init_build_failure_names_the_step(ws: BuildWorkspace) -> None:
+    spec = replace(ws.spec(), cmake=("-DCAMKES_VM_APP=vm_minimal", "-DPLATFORM=qemu-arm-virt"))
+    result = build_variant(replace(context(ws), spec=spec), spec.variant("4k"), ws.chain(["vm-2g"]))
+    assert result.status == "fail" and result.failed_step == "configure"
+    assert any("Unable to find valid cross-compiling GCC" in line for line in result.log_tail)
+    error = result.error()
+    assert error is not None and "init-build.sh failed" in error.message
+    assert_nothing_left(ws, "4k")
+
+
+def test_timeout_is_an_infra_error_and_leaves_nothing(ws: BuildWorkspace) -> None:
+    slow = VariantSpec("slow", (), cmake=("-DSLOW_SECONDS=30",))
+    with pytest.raises(InfraError) as caught:
+        build_variant(context(ws, timeout=3.0), slow, [])
+    assert caught.value.exit_code == EXIT_CANNOT_TEST and "timed out" in caught.value.message
+    assert_nothing_left(ws, "slow")
+
+
+def test_bad_patch_leaves_no_worktree(ws: BuildWorkspace) -> None:
+    largepage = ws.patchsets["largepage"]
+    with pytest.raises(Exception):  # noqa: B017 - the patchset module's error for a patch that fails
+        build_variant(context(ws), VariantSpec("lp-only", ("largepage",)), [largepage, largepage])
+    assert_nothing_left(ws, "lp-only")
+
+
+def test_parallel_jobs_build_the_same_images(ws: BuildWorkspace) -> None:
+    results = build_variants(context(ws), ws.variants(), jobs=2)
+    assert all(r.ok for r in results)
+    again = build_variants(context(ws, rebuild=True), ws.variants(), jobs=1)
+    for a, b in zip(results, again, strict=True):
+        assert a.metadata["artifacts"] == b.metadata["artifacts"]  # reproducible, order-independent
+
+
+CTRL_C_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[2])
+    from orchestrator.build import BuildContext, build_variant
+    from orchestrator.buildspec import VariantSpec
+    from orchestrator.executor import HostExecutor, DockerExecutor
+    from tests.buildfixture import make_build_workspace
+    ws = make_build_workspace(Path(sys.argv[1]))
+    executor = HostExecutor() if sys.argv[3] == "host" else DockerExecutor(image=sys.argv[3])
+    ctx = BuildContext(root=ws.root, tree=ws.tree, spec=ws.spec(), executor=executor)
+    print("READY", flush=True)
+    try:
+        build_variant(ctx, VariantSpec("slow", (), cmake=("-DSLOW_SECONDS=60",)), [])
+    except KeyboardInterrupt:
+        print("INTERRUPTED", flush=True)
+        sys.exit(130)
+""")
+
+
+def interrupt_build(tmp_path: Path, executor: str, started: object) -> subprocess.CompletedProcess[str]:
+    """Run a slow build in a child process, Ctrl-C it once ``started()`` is true."""
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT, str(tmp_path), str(repo), executor],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not started() and proc.poll() is None:  # type: ignore[operator]
+        time.sleep(0.2)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_ctrl_c_stops_the_build_and_leaves_nothing(tmp_path: Path) -> None:
+    require_tools("cmake", "ninja", "aarch64-linux-gnu-gcc")
+    log = tmp_path / "ws" / ".orch" / "builds" / "slow"
+
+    def sleeping() -> bool:
+        return any("::orch-step:: build" in p.read_text(errors="replace") for p in log.glob("*/build.log"))
+
+    done = interrupt_build(tmp_path, "host", sleeping)
+    assert done.returncode == 130, done.stderr
+    assert "INTERRUPTED" in done.stdout
+    assert not (tmp_path / "ws" / ".orch" / "variants" / "slow" / "src").exists()
+    for project in ("kernel", "tools/seL4"):
+        listing = subprocess.run(["git", "-C", str(tmp_path / "ws" / project), "worktree", "list"],
+                                 capture_output=True, text=True).stdout
+        assert ".orch/variants" not in listing
+    ps = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True, text=True)
+    assert ps.stdout.strip() == "" or all(
+        str(tmp_path) not in Path(f"/proc/{pid}/cwd").resolve().as_posix()
+        for pid in ps.stdout.split() if Path(f"/proc/{pid}").exists())
+
+
+def test_result_error_is_none_on_success(tmp_path: Path) -> None:
+    result = BuildResult("v", "pass", False, tmp_path, tmp_path / "build.log", {})
+    assert result.error() is None
