@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitfixtures import Upstream, git, make_upstream
+from gitfixtures import Upstream, git, make_manifest_repo, make_upstream
 
 from orchestrator.tree import ProjectCheckout, SourceTree
 
@@ -167,7 +167,7 @@ def make_seed_upstreams(server: Path) -> dict[str, Upstream]:
     return {p.path: make_upstream(server, p.name, p.files) for p in seed_projects()}
 
 
-def seed_manifest_xml(fetch: str = "..") -> str:
+def seed_manifest_xml(fetch: str = "../seL4") -> str:
     """A ``repo`` manifest pinning the seed projects to the upstreams' master heads by branch."""
     projects = "\n".join(
         f'  <project name="{p.name}" path="{p.path}" revision="master"/>' for p in seed_projects()
@@ -178,6 +178,15 @@ def seed_manifest_xml(fetch: str = "..") -> str:
         '  <default remote="seL4" revision="master"/>\n'
         f"{projects}\n</manifest>\n"
     )
+
+
+def make_seed_server(base: Path) -> Path:
+    """``base/git/seL4/{seL4.git, ..., manifest}``: upstreams plus a manifest repository whose
+    remote is relative (``fetch="../seL4"``), like camkes-vm-examples-manifest. Returns the
+    manifest repository, ready for ``orch sync -m``."""
+    server = base / "git" / "seL4"
+    make_seed_upstreams(server)
+    return make_manifest_repo(server, "manifest", {"default.xml": seed_manifest_xml()}).bare
 
 
 def clone_tree(root: Path, upstreams: dict[str, Upstream]) -> SourceTree:

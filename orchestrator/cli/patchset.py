@@ -99,7 +99,7 @@ def _tree(args: argparse.Namespace) -> SourceTree:
 def handle_list(args: argparse.Namespace, ui: UI) -> int:
     search = _search_path(args)
     rows: list[dict[str, Any]] = []
-    table = Table("patchset", "requires", "projects", "description", "from", title="patchsets")
+    table = _table("patchsets", "patchset", "requires", "projects", "description", "from")
     for name, directory in lib.available_patchsets(search).items():
         ps = lib.load_patchset(name, [directory.parent])
         rows.append({"name": name, "description": ps.description, "requires": ps.requires,
@@ -120,7 +120,7 @@ def handle_show(args: argparse.Namespace, ui: UI) -> int:
         patches.append({"project": ref.project, "file": ref.file, "sha256": ref.sha256, "subject": subject})
     data = {"name": ps.name, "directory": str(ps.directory), "description": ps.description,
             "requires": ps.requires, "patches": patches, "build": ps.build, "variants": ps.variants}
-    table = Table("project", "patch", "subject", "sha256", title=f"{ps.name}: {ps.description}")
+    table = _table(f"{ps.name}: {ps.description}", "project", "patch", "subject", "sha256")
     for p in patches:
         table.add_row(p["project"], p["file"], p["subject"], p["sha256"][:12])
     if ps.requires:
@@ -132,15 +132,22 @@ def handle_show(args: argparse.Namespace, ui: UI) -> int:
 # --------------------------------------------------------------------------- check / apply
 
 
+def _table(title: str, *columns: str) -> Table:
+    """A table whose cells wrap instead of being cut off on narrow terminals and in logs."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
 def check_table(report: CheckReport) -> Table:
-    table = Table("patchset", "project", "patch", "file", "hunk", "result", title="patchset check")
+    table = _table("patchset check", "patch", "file / hunk", "result")
     for patch in report.patches:
         for i, hunk in enumerate(patch.hunks):
             style = _STATUS_STYLE[hunk.status]
-            result = f"[{style}]{hunk.status.value}[/]" + (f" ({hunk.reason})" if hunk.reason else "")
-            first = i == 0
-            table.add_row(patch.patchset if first else "", patch.project if first else "",
-                          patch.patch if first else "", hunk.file, hunk.header, result)
+            result = f"[{style}]{hunk.status.value}[/]" + (f"\n{hunk.reason}" if hunk.reason else "")
+            where = f"{patch.patchset}: {patch.project}\n{patch.patch}" if i == 0 else ""
+            table.add_row(where, f"{hunk.file}\n{hunk.header}", result)
     return table
 
 
@@ -154,11 +161,12 @@ def handle_check(args: argparse.Namespace, ui: UI) -> int:
 def handle_apply(args: argparse.Namespace, ui: UI) -> int:
     chain = lib.resolve(args.names, _search_path(args))
     report = lib.apply(_tree(args), chain, three_way=args.three_way)
-    table = Table("project", "branch", "applied", "already applied", "3-way merged", title="patchset apply")
+    table = _table("patchset apply", "project", "branch", "new commits", "notes")
     for proj in report.projects:
-        applied = "\n".join(f"{c.commit[:12]} {c.patch}" for c in proj.commits)
-        table.add_row(proj.project, proj.branch, applied or "-", ", ".join(proj.already_applied) or "-",
-                      "\n".join(proj.merged) or "-")
+        commits = "\n".join(f"{c.commit[:12]} {c.patchset}" for c in proj.commits) or "-"
+        notes = [f"already applied: {', '.join(proj.already_applied)}"] if proj.already_applied else []
+        notes += [f"3-way merged {m}" for m in proj.merged]
+        table.add_row(proj.project, proj.branch, commits, "\n".join(notes))
     if report.noop:
         ui.info(f"{', '.join(report.patchsets)}: already applied, nothing to do")
     for proj in report.projects:
@@ -176,7 +184,7 @@ def handle_revert(args: argparse.Namespace, ui: UI) -> int:
         raise InputError("orch patchset revert: name a patchset, or pass --all")
     chain = None if args.all else lib.resolve(args.names, _search_path(args))
     report = lib.revert(_tree(args), chain)
-    table = Table("project", "was on", "now at", "note", title="patchset revert")
+    table = _table("patchset revert", "project", "was on", "now at", "note")
     for proj in report.projects:
         note = f"kept commits on {proj.backup}" if proj.backup else ("" if proj.changed else "already pinned")
         table.add_row(proj.project, proj.was[:40], proj.now[:12], note)
@@ -187,7 +195,7 @@ def handle_revert(args: argparse.Namespace, ui: UI) -> int:
 def handle_refresh(args: argparse.Namespace, ui: UI) -> int:
     ps = lib.load_patchset(args.name, _search_path(args))
     report = lib.refresh(_tree(args), ps)
-    table = Table("project", "patch", "status", "sha256", title=f"refresh {ps.name} ({ps.directory})")
+    table = _table(f"refresh {ps.name} ({ps.directory})", "project", "patch", "status", "sha256")
     for p in report.patches:
         table.add_row(p.project, p.file, p.status, p.sha256[:12])
     if not report.changed:
@@ -200,7 +208,7 @@ def handle_import(args: argparse.Namespace, ui: UI) -> int:
     target = lib.import_target_dir(_cli_dirs(args), os.environ)
     ps = lib.import_patchset(args.name, args.source, target, project=args.project,
                              description=args.description, subject=args.subject, force=args.force)
-    table = Table("project", "patch", "sha256", title=f"imported {ps.name} into {ps.directory}")
+    table = _table(f"imported {ps.name} into {ps.directory}", "project", "patch", "sha256")
     for ref in ps.patches():
         table.add_row(ref.project, ref.file, ref.sha256[:12])
     ui.result({"name": ps.name, "directory": str(ps.directory),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.table import Table
 
 from orchestrator.cli.common import workspace_root
+from orchestrator.patchset import applied_patchsets
 from orchestrator.ui import UI
 from orchestrator.workspace import ProjectStatus, Workspace
 
@@ -23,21 +24,23 @@ def _short(sha: str | None) -> str:
     return sha[:12] if sha else "-"
 
 
-def status_table(rows: Sequence[ProjectStatus]) -> Table:
+def status_table(rows: Sequence[ProjectStatus], applied: Mapping[str, Sequence[str]] | None = None) -> Table:
     """The human table; one place to add a column."""
-    table = Table("project", "pinned", "HEAD", "dirty", "local commits", "links", "notes",
+    table = Table("project", "pinned", "HEAD", "dirty", "local commits", "patchsets", "links", "notes",
                   box=None, pad_edge=False)
     for r in rows:
         head = _short(r.head) if not r.at_pinned else "= pinned"
         if r.branch:
             head += f" ({r.branch})"
         dirty = f"{r.modified} modified, {r.untracked} untracked" if r.dirty else "clean"
-        table.add_row(r.path, _short(r.pinned), head, dirty, str(r.local_commits),
+        patchsets = ", ".join((applied or {}).get(r.path, [])) or "-"
+        table.add_row(r.path, _short(r.pinned), head, dirty, str(r.local_commits), patchsets,
                       "ok" if r.links_ok else "broken", "; ".join(r.problems))
     return table
 
 
 def handle(args: argparse.Namespace, ui: UI) -> int:
-    rows = Workspace.open(workspace_root(args)).status()
-    ui.result(rows, status_table(rows))
+    workspace = Workspace.open(workspace_root(args))
+    rows = workspace.status()
+    ui.result(rows, status_table(rows, applied_patchsets(workspace.tree())))
     return 0
