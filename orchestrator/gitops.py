@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class MissingRevision(Exception):
 
 
 def run(args: Sequence[str], *, git_dir: Path | None = None, cwd: Path | None = None,
-        config: Sequence[str] = ()) -> str:
+        config: Sequence[str] = (), stdin: str | None = None) -> str:
     """Run one git command and return its stdout (stripped of the trailing newline)."""
     command: list[str] = ["git"]
     for item in config:
@@ -38,6 +39,11 @@ def run(args: Sequence[str], *, git_dir: Path | None = None, cwd: Path | None = 
     if git_dir is not None:
         command.append(f"--git-dir={git_dir}")
     command += list(args)
+    if stdin is not None:
+        proc = subprocess.run(command, cwd=cwd, input=stdin, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise GitCommandError(command, proc.returncode, proc.stderr, proc.stdout)
+        return proc.stdout.rstrip("\n")
     output = git.Git(str(cwd) if cwd else None).execute(command, strip_newline_in_stdout=True)
     return output if isinstance(output, str) else ""
 

@@ -587,10 +587,14 @@ class Workspace:
             sha = resolve_revision(staging, project.revision, upstream=project.upstream,
                                    sources=[str(mirror), "origin"] if mirror else ["origin"],
                                    fetch_branches=mirror is not None, where=project.where, url=project.url)
+            # detach HEAD at the pin and drop the branch clone made (a fresh clone has just the
+            # one HEAD pointed at)
+            branch = gitops.head_branch(staging)
             gitops.run(["update-ref", "--no-deref", "HEAD", sha], git_dir=staging)
-            for ref in gitops.run(["for-each-ref", "--format=%(refname)", "refs/heads/"],
-                                  git_dir=staging).splitlines():
-                gitops.run(["update-ref", "-d", ref], git_dir=staging)
+            updates = f"update {PINNED_REF} {sha}\n"
+            if branch:
+                updates += f"delete refs/heads/{branch}\n"
+            gitops.run(["update-ref", "--stdin"], git_dir=staging, stdin=updates)
             os.rename(staging, git_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -628,11 +632,12 @@ class Workspace:
             result.backup = self._backup(git_dir, checkout, head, modified + untracked > 0, ctx.stamp)
             result.action = "repaired" if interrupted else "forced"
             result.reason = ", ".join(problems) if problems else "an interrupted checkout"
-        atomic_write(journal, sha + "\n")
+        journal.write_text(sha + "\n")  # only its existence matters
         gitops.write_gitfile(checkout, git_dir)
         gitops.run(["checkout", "-q", *(["-f"] if first else []), "--detach", sha], git_dir=git_dir,
                    cwd=checkout)
-        gitops.run(["update-ref", PINNED_REF, sha], git_dir=git_dir)
+        if result.action != "cloned":  # a fresh clone set it already
+            gitops.run(["update-ref", PINNED_REF, sha], git_dir=git_dir)
         journal.unlink()
         return result
 
