@@ -27,7 +27,7 @@ def test_host_runs_steps_in_order_and_streams_output(tmp_path: Path) -> None:
 
 
 def test_host_stops_at_the_failing_step_and_names_it(tmp_path: Path) -> None:
-    j, out = job(tmp_path, Step("configure", ("sh", "-c", "exit 3")), Step("build", ("touch", "never")))
+    j, _out = job(tmp_path, Step("configure", ("sh", "-c", "exit 3")), Step("build", ("touch", "never")))
     outcome = HostExecutor().run(j)
     assert outcome.exit_code == 3 and outcome.failed_step == "configure"
     assert not (tmp_path / "never").exists()
@@ -52,7 +52,8 @@ def test_host_info_names_the_toolchain() -> None:
 
 
 def test_plain_script_is_what_a_person_types(tmp_path: Path) -> None:
-    j, _ = job(tmp_path, Step("configure", ("../src/init-build.sh", "-DPLATFORM=x")), Step("build", ("ninja",)))
+    j, _ = job(tmp_path, Step("configure", ("../src/init-build.sh", "-DPLATFORM=x")),
+               Step("build", ("ninja",)))
     assert plain_script(j) == f"cd {tmp_path} && ../src/init-build.sh -DPLATFORM=x && ninja"
 
 
