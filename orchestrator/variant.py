@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import threading
@@ -81,10 +82,30 @@ def _common_dir(directory: Path) -> Path:
     return Path(_repo(directory).common_dir).resolve()
 
 
-def workspace_links(root: Path, tree: SourceTree) -> list[FileLink]:
-    """The workspace's linkfiles, found as symlinks in ``root`` that point into a project.
+def state_links(root: Path) -> list[FileLink] | None:
+    """The linkfiles and copyfiles ``orch sync`` recorded in ``.orch/state.json``, or None."""
+    try:
+        projects = json.loads((root / ".orch" / "state.json").read_text()).get("projects")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(projects, dict) or not projects:
+        return None
+    links: list[FileLink] = []
+    for path, record in projects.items():
+        if not isinstance(record, dict) or record.get("skipped"):
+            continue
+        for kind, copy in (("linkfiles", False), ("copyfiles", True)):
+            for entry in record.get(kind) or []:
+                links.append(FileLink(str(path), str(entry["src"]), str(entry["dest"]), copy=copy))
+    return links
 
-    (Copyfiles cannot be told from user files this way; pass them from the manifest.)"""
+
+def workspace_links(root: Path, tree: SourceTree) -> list[FileLink]:
+    """The workspace's linkfiles/copyfiles: as recorded by sync, else found as symlinks in
+    ``root`` that point into a project (copyfiles cannot be found that way)."""
+    recorded = state_links(root)
+    if recorded is not None:
+        return [link for link in recorded if link.project in tree.projects]
     links: list[FileLink] = []
     projects = sorted(tree.projects.values(), key=lambda c: len(str(c.directory)), reverse=True)
     for entry in sorted(root.iterdir()):

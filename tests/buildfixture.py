@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -212,8 +213,14 @@ def make_build_workspace(base: Path) -> BuildWorkspace:
         projects[path] = ProjectCheckout(path, root / path, up.head())
     (root / "init-build.sh").symlink_to("tools/seL4/cmake-tool/init-build.sh")
     (root / "easy-settings.cmake").symlink_to("kernel/easy-settings.cmake")
-    (root / ".orch" / "state.json").write_text(
-        '{"manifest": {"url": "' + str(server / "manifest") + '", "file": "default.xml"}}\n')
+    links = {"kernel": [{"src": "easy-settings.cmake", "dest": "easy-settings.cmake"}],
+             "tools/seL4": [{"src": "cmake-tool/init-build.sh", "dest": "init-build.sh"}]}
+    state = {  # the shape orch sync records (orchestrator/workspace.py)
+        "manifest": {"source": {"url": str(server / "manifest"), "file": "default.xml"}, "commit": None},
+        "projects": {path: {"name": path, "path": path, "sha": c.pinned, "linkfiles": links[path],
+                            "copyfiles": []} for path, c in projects.items()},
+    }
+    (root / ".orch" / "state.json").write_text(json.dumps(state, indent=2) + "\n")
     tree = SourceTree(root=root, projects=projects)
 
     vm2g = _make_patch(kernel.scratch, "apps/vm_minimal/settings.cmake", 'QEMU_MEMORY "1024"',

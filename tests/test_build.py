@@ -73,7 +73,9 @@ def test_metadata_is_complete(ws: BuildWorkspace) -> None:
     image = next(a for a in on_disk["artifacts"] if a["name"] == IMAGE_NAME)
     assert image["size"] == (result.output_dir / IMAGE_NAME).stat().st_size
     assert "init-build.sh" in on_disk["reproducer"] and "ninja" in on_disk["reproducer"]
-    assert on_disk["manifest"]["file"] == "default.xml"
+    assert on_disk["manifest"]["source"]["file"] == "default.xml"
+    src = ws.root / ".orch" / "variants" / "largepage" / "src"
+    assert (src / "init-build.sh").resolve() == (src / "tools/seL4/cmake-tool/init-build.sh").resolve()
     assert (result.output_dir / "build.log").read_text()
     assert (result.output_dir.parent / "latest").resolve() == result.output_dir.resolve()
 
