@@ -81,7 +81,7 @@ def test_docker_failure_and_login(client, qemu_image: str, images: dict[str, Pat
     timeout = run_image(RunSpec(image=images["silent"], launcher=launcher, timeout=20.0, boot_timeout=2.0,
                                 output_dir=tmp_path / "silent"), UI.silent())
     assert (timeout.verdict, timeout.cause) == ("timeout", "boot-timeout")
-    assert set(our_containers(client)) == before, "a run container was left behind"
+    assert set(our_containers(client)) <= before, "a run container was left behind"
 
 
 def test_docker_image_without_qemu_is_an_infrastructure_error(images: dict[str, Path],  # type: ignore[no-untyped-def]
