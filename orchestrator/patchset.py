@@ -9,16 +9,21 @@ workspace and on a build variant's ``git worktree`` checkouts (whose branches li
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import git
 from git.exc import GitCommandError
+from git.index import IndexFile
 from git.refs.symbolic import SymbolicReference
 
 from orchestrator.errors import InputError, OrchError, WorkspaceError
@@ -74,6 +79,8 @@ __all__ = [
 ]
 
 BACKUP_PREFIX = "refs/heads/orch-backup"
+_P = TypeVar("_P")
+_R = TypeVar("_R")
 
 
 # --------------------------------------------------------------------------- git plumbing
@@ -129,18 +136,44 @@ class _Repo:
         out = self.run("status", "--porcelain=v1", "-z", "--untracked-files=no")
         return [entry[3:] for entry in out.split("\0") if len(entry) > 3]
 
+    def edited_files(self, paths: Iterable[str]) -> list[str]:
+        """Those of ``paths`` whose worktree content differs from the index (no git process)."""
+        entries = IndexFile(self.repo).entries
+        edited: list[str] = []
+        for rel in sorted(paths):
+            entry = entries.get((rel, 0))
+            if entry is None:
+                continue  # untracked: git am itself refuses to overwrite it
+            file = Path(self.checkout.directory) / rel
+            if file.is_symlink():
+                data = os.readlink(file).encode()
+            elif file.is_file():
+                data = file.read_bytes()
+            else:
+                edited.append(rel)
+                continue
+            if hashlib.sha1(b"blob %d\0" % len(data) + data).digest() != entry.binsha:
+                edited.append(rel)
+        return edited
+
+    def write_ref(self, ref: str, sha: str | None) -> None:
+        """Create, move (``sha``) or delete (None) a ref, in-process."""
+        if sha is None:
+            SymbolicReference.delete(self.repo, ref)
+        else:
+            SymbolicReference(self.repo, ref).set_reference(git.Commit(self.repo, bytes.fromhex(sha)))
+
+    def detach(self, sha: str) -> None:
+        """Point HEAD at ``sha`` directly (index and worktree untouched)."""
+        self.repo.head.set_reference(git.Commit(self.repo, bytes.fromhex(sha)))
+
+    def attach(self, ref: str) -> None:
+        """Make HEAD the symbolic ref ``ref`` (which points at HEAD's commit already)."""
+        self.repo.head.set_reference(git.Head(self.repo, ref))
+
     def am_in_progress(self) -> bool:
         return (Path(self.repo.git_dir) / "rebase-apply").exists()
 
-    def update_refs(self, updates: dict[str, str | None]) -> None:
-        """Set (sha) or delete (None) refs in one transaction."""
-        if not updates:
-            return
-        lines = [f"delete {ref}" if sha is None else f"update {ref} {sha}" for ref, sha in updates.items()]
-        with tempfile.TemporaryFile() as stdin:
-            stdin.write(("\n".join(lines) + "\n").encode())
-            stdin.seek(0)
-            self.repo.git.execute(["git", "update-ref", "--stdin"], istream=stdin)
 
 
 def _namespace(repo: git.Repo) -> str:
@@ -244,7 +277,7 @@ def check(tree: SourceTree, patchsets: Sequence[Patchset]) -> CheckReport:
     for project in _projects_in_order(patchsets):
         tree.project(project)
     _check_paths(tree, parsed)
-    plans = _plan(tree, patchsets, refuse_dirty=False)
+    plans = _plan(tree, patchsets)
     simulated = check_parsed(tree, _pending_view(patchsets, plans), parsed)
     by_key = {(r.patchset, r.project, r.patch): r for r in simulated.patches}
     results: list[PatchResult] = []
@@ -324,7 +357,21 @@ def _failure_message(result: PatchResult) -> str:
     return f"{where}: {hunk.file}: hunk {hunk.header}: {hunk.reason}"
 
 
-def _plan(tree: SourceTree, patchsets: Sequence[Patchset], *, refuse_dirty: bool = True) -> list[_Plan]:
+def _touched_paths(plan_pending: Sequence[tuple[Patchset, list[PatchRef]]],
+                   parsed: dict[tuple[str, str, str], ParsedPatch]) -> set[str]:
+    paths: set[str] = set()
+    for ps, refs in plan_pending:
+        for ref in refs:
+            for change in parsed[(ps.name, ref.project, ref.file)].changes:
+                paths.update(p for p in (change.source, change.target) if p is not None)
+    return paths
+
+
+def _plan(tree: SourceTree, patchsets: Sequence[Patchset],
+          parsed: dict[tuple[str, str, str], ParsedPatch] | None = None) -> list[_Plan]:
+    """Per project: its state now, which patchsets are on it already, which are to apply.
+    With ``parsed``, refuse (listing them) files the pending patches touch that have
+    uncommitted edits."""
     plans: list[_Plan] = []
     dirty: list[str] = []
     for project in _projects_in_order(patchsets):
@@ -334,14 +381,14 @@ def _plan(tree: SourceTree, patchsets: Sequence[Patchset], *, refuse_dirty: bool
         touching = [ps for ps in patchsets if project in ps.projects]
         applied = _applied_in(repo, snapshot, [ps.name for ps in touching])
         pending = [(ps, ps.projects[project]) for ps in touching if ps.name not in applied]
-        if pending and refuse_dirty:
-            files = repo.dirty_files()
+        if pending and parsed is not None:
+            files = repo.edited_files(_touched_paths(pending, parsed))
             if files:
                 dirty.append(f"{project}: {', '.join(files)}")
         plans.append(_Plan(repo, snapshot, pending, [ps.name for ps in touching if ps.name in applied]))
     if dirty:
         raise WorkspaceError(
-            "uncommitted changes would be mixed into the patchset: " + "; ".join(dirty),
+            "uncommitted edits in files the patchset changes: " + "; ".join(dirty),
             hint="commit or stash them first; nothing was applied",
         )
     return plans
@@ -356,6 +403,21 @@ def _pending_view(patchsets: Sequence[Patchset], plans: Sequence[_Plan]) -> list
     ]
 
 
+def _in_parallel(plans: Sequence[_P], work: Callable[[_P], _R]) -> list[_R]:
+    """Run ``work`` for every plan concurrently (one git process chain per project); raise the
+    first failure in plan order once all have finished."""
+    if len(plans) <= 1:
+        return [work(p) for p in plans]
+    with ThreadPoolExecutor(max_workers=min(len(plans), 8)) as pool:
+        futures = [pool.submit(work, p) for p in plans]
+        wait(futures)
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            raise error
+    return [f.result() for f in futures]
+
+
 def apply(tree: SourceTree, patchsets: Sequence[Patchset], *, three_way: bool = False) -> ApplyReport:
     """Apply ``patchsets`` (requirements first, as from :func:`resolve`) to the tree.
 
@@ -368,7 +430,7 @@ def apply(tree: SourceTree, patchsets: Sequence[Patchset], *, three_way: bool = 
     for project in _projects_in_order(patchsets):
         tree.project(project)
     _check_paths(tree, parsed)
-    plans = _plan(tree, patchsets)
+    plans = _plan(tree, patchsets, parsed)
     report = ApplyReport([ps.name for ps in patchsets])
     report.check = check_parsed(tree, _pending_view(patchsets, plans), parsed)
     problems = [r for r in report.check.patches if r.status is not Status.APPLIES]
@@ -382,25 +444,24 @@ def apply(tree: SourceTree, patchsets: Sequence[Patchset], *, three_way: bool = 
             )
         raise InputError(_failure_message(first), hint="nothing was applied; try --3way if context drifted")
     try:
-        for plan in plans:
-            report.projects.append(_apply_project(plan, three_way))
+        report.projects = _in_parallel(plans, lambda plan: _apply_project(plan, three_way))
     except BaseException:
         _rollback(plans)
         raise
     return report
 
 
-def _am(plan: _Plan, patchset: Patchset, refs: list[PatchRef], three_way: bool) -> str:
+def _am(plan: _Plan, refs: list[tuple[Patchset, PatchRef]], three_way: bool) -> str:
     args = ["am", "--3way" if three_way else "--no-3way"]
     if not three_way:
         args.append("--quiet")
     try:
-        return plan.repo.run_both(*args, *[str(r.path) for r in refs])
+        return plan.repo.run_both(*args, *[str(r.path) for _, r in refs])
     except GitCommandError as error:
         output = f"{error.stdout}\n{error.stderr}"
         number = re.search(r"Patch failed at (\d+)", output)
         index = int(number.group(1)) - 1 if number else 0
-        ref = refs[min(index, len(refs) - 1)]
+        patchset, ref = refs[min(index, len(refs) - 1)]
         detail = re.search(r"error: patch failed: (\S+)", output)
         why = f"patch failed at {detail.group(1)}" if detail else _git_error(error)
         raise InputError(
@@ -421,6 +482,8 @@ def _merged(output: str) -> list[str]:
 
 
 def _apply_project(plan: _Plan, three_way: bool) -> ProjectApply:
+    """One ``git am`` of the project's pending series on a detached HEAD, then the branches
+    (each patchset's at its own top) and HEAD on the last one, written without more processes."""
     repo, snap = plan.repo, plan.snapshot
     if not plan.pending:
         top = repo.branch(plan.already[-1]) if plan.already else (snap.head_ref or snap.head)
@@ -429,31 +492,34 @@ def _apply_project(plan: _Plan, three_way: bool) -> ProjectApply:
     result = ProjectApply(repo.path, "", snap.head, already_applied=list(plan.already))
     plan.started = True
     if snap.head_ref is not None:
-        repo.run("checkout", "--quiet", "--detach")
-    updates: dict[str, str | None] = {}
-    for patchset, refs in plan.pending:
-        output = _am(plan, patchset, refs, three_way)
-        result.merged += _merged(output) if three_way else []
-        top = repo.head()[0]
-        branch = repo.branch(patchset.name)
+        repo.detach(snap.head)
+    series = [(ps, ref) for ps, refs in plan.pending for ref in refs]
+    output = _am(plan, series, three_way)
+    result.merged = _merged(output) if three_way else []
+    head = repo.head()[0]
+    shas = [head] if len(series) == 1 else repo.run(
+        "rev-list", f"--max-count={len(series)}", "--reverse", "HEAD").split()
+    result.commits = [
+        AppliedCommit(ps.name, ref.file, sha) for (ps, ref), sha in zip(series, shas, strict=True)
+    ]
+    tops = {c.patchset: c.commit for c in result.commits}  # the last commit of each patchset
+    for name, top in tops.items():
+        branch = repo.branch(name)
         old = snap.refs.get(branch)
         if old is not None and old != top:
-            backup = f"{BACKUP_PREFIX}/{repo.namespace}/{patchset.name}-{_timestamp()}"
-            updates[backup] = old
+            backup = f"{BACKUP_PREFIX}/{repo.namespace}/{name}-{_timestamp()}"
+            repo.write_ref(backup, old)
             result.backups.append(backup.removeprefix("refs/heads/"))
-        updates[branch] = top
-        result.commits += [AppliedCommit(patchset.name, r.file, "") for r in refs]
-    shas = repo.run("rev-list", f"--max-count={len(result.commits)}", "--reverse", "HEAD").split()
-    result.commits = [replace(c, commit=sha) for c, sha in zip(result.commits, shas, strict=True)]
-    repo.update_refs(updates)
+        repo.write_ref(branch, top)
     last_branch = repo.branch(plan.pending[-1][0].name)
-    repo.run("symbolic-ref", "HEAD", last_branch)
+    repo.attach(last_branch)
     result.branch = last_branch.removeprefix("refs/heads/")
     return result
 
 
 def _rollback(plans: Sequence[_Plan]) -> None:
-    """Put every started project back: HEAD, its branch, orch's refs, index and worktree."""
+    """Put every started project back: HEAD, its branch, orch's refs, index and worktree.
+    Uncommitted edits in files the patches do not touch survive (``reset --keep``)."""
     errors: list[str] = []
     for plan in reversed(plans):
         if not plan.started:
@@ -462,15 +528,18 @@ def _rollback(plans: Sequence[_Plan]) -> None:
         try:
             if repo.am_in_progress():
                 repo.run("am", "--abort")
-            repo.run("update-ref", "--no-deref", "HEAD", snap.head)
-            repo.run("reset", "--quiet", "--hard", snap.head)
+            repo.detach(repo.head()[0])
+            repo.run("reset", "--quiet", "--keep", snap.head)
             current = repo.orch_refs()
             current.update({r: "" for r in _backups(repo)})
-            restore: dict[str, str | None] = {r: None for r in current if r not in snap.refs}
-            restore.update({r: sha for r, sha in snap.refs.items() if current.get(r) != sha})
-            repo.update_refs(restore)
+            for ref in current:
+                if ref not in snap.refs:
+                    repo.write_ref(ref, None)
+            for ref, sha in snap.refs.items():
+                if current.get(ref) != sha:
+                    repo.write_ref(ref, sha)
             if snap.head_ref is not None:
-                repo.run("symbolic-ref", "HEAD", snap.head_ref)
+                repo.attach(snap.head_ref)
         except GitCommandError as error:
             errors.append(f"{repo.path}: {_git_error(error)}")
     if errors:
@@ -493,42 +562,36 @@ def revert(tree: SourceTree, patchsets: Sequence[Patchset] | None = None) -> Rev
     """
     paths = list(tree.projects) if patchsets is None else _projects_in_order(patchsets)
     repos = [_open(tree.project(p)) for p in paths]
-    moving: list[tuple[_Repo, str, str | None]] = []
-    dirty: list[str] = []
-    for repo in repos:
-        head, head_ref = repo.head()
-        if head == repo.checkout.pinned and head_ref is None:
-            continue
-        files = repo.dirty_files()
-        if files:
-            dirty.append(f"{repo.path}: {', '.join(files)}")
-        moving.append((repo, head, head_ref))
+    heads = {repo.path: repo.head() for repo in repos}
+    moving = [r for r in repos if heads[r.path] != (r.checkout.pinned, None)]
+    edits = _in_parallel(moving, lambda repo: repo.dirty_files())
+    dirty = [f"{repo.path}: {', '.join(files)}" for repo, files in zip(moving, edits, strict=True) if files]
     if dirty:
         raise WorkspaceError(
             "uncommitted edits, not reverting: " + "; ".join(dirty),
             hint="commit them (then `orch patchset refresh`) or stash them; nothing was changed",
         )
+    reverted = _in_parallel(moving, lambda repo: _revert_project(repo, *heads[repo.path]))
+    moved = {r.project: r for r in reverted}
     report = RevertReport()
-    moved = {repo.path for repo, _, _ in moving}
     for repo in repos:
-        if repo.path not in moved:
-            pinned = repo.checkout.pinned
-            report.projects.append(ProjectRevert(repo.path, pinned, pinned, False))
-    for repo, head, head_ref in moving:
-        backup = None
-        if head_ref is None and not repo.run("for-each-ref", "--count=1", "--contains", head, "refs/heads"):
-            backup = f"{BACKUP_PREFIX}/{repo.namespace}/detached-{_timestamp()}"
-            repo.update_refs({backup: head})
-        try:
-            repo.run("checkout", "--quiet", "--detach", repo.checkout.pinned)
-        except GitCommandError as error:
-            raise WorkspaceError(f"{repo.path}: cannot check out the pin: {_git_error(error)}") from None
-        was = head_ref.removeprefix("refs/heads/") if head_ref else head
-        short = backup.removeprefix("refs/heads/") if backup else None
-        report.projects.append(ProjectRevert(repo.path, was, repo.checkout.pinned, True, short))
-    order = {p: i for i, p in enumerate(paths)}
-    report.projects.sort(key=lambda r: order[r.project])
+        pinned = repo.checkout.pinned
+        report.projects.append(moved.get(repo.path) or ProjectRevert(repo.path, pinned, pinned, False))
     return report
+
+
+def _revert_project(repo: _Repo, head: str, head_ref: str | None) -> ProjectRevert:
+    backup = None
+    if head_ref is None and not repo.run("for-each-ref", "--count=1", "--contains", head, "refs/heads"):
+        backup = f"{BACKUP_PREFIX}/{repo.namespace}/detached-{_timestamp()}"
+        repo.write_ref(backup, head)
+    try:
+        repo.run("checkout", "--quiet", "--detach", repo.checkout.pinned)
+    except GitCommandError as error:
+        raise WorkspaceError(f"{repo.path}: cannot check out the pin: {_git_error(error)}") from None
+    was = head_ref.removeprefix("refs/heads/") if head_ref else head
+    short = backup.removeprefix("refs/heads/") if backup else None
+    return ProjectRevert(repo.path, was, repo.checkout.pinned, True, short)
 
 
 # --------------------------------------------------------------------------- status

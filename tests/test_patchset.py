@@ -189,6 +189,8 @@ def test_failure_in_the_third_project_restores_every_project_exactly(tree: Sourc
     hook = hooks / "applypatch-msg"
     hook.write_text("#!/bin/sh\necho 'rejected by hook' >&2\nexit 1\n")
     hook.chmod(0o755)
+    for checkout in tree.projects.values():
+        (checkout.directory / "untracked-notes.txt").write_text("keep me\n")
     before = snapshot(tree)
 
     chain = lib.resolve(["largepage"], SHIPPED)
