@@ -28,11 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from docker.client import DockerClient  # noqa: E402
+from docker.client import DockerClient
 
-from orchestrator.build import BuildContext, build_variant, build_variants, remove_variant  # noqa: E402
-from orchestrator.executor import DockerExecutor  # noqa: E402
-from tests.buildfixture import ensure_build_image, make_build_workspace  # noqa: E402
+from orchestrator.build import BuildContext, build_variant, build_variants, remove_variant
+from orchestrator.executor import DockerExecutor
+from tests.buildfixture import ensure_build_image, make_build_workspace
 
 
 def _git_identity() -> None:
