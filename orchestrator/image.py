@@ -284,10 +284,11 @@ def find_image(client: DockerClient, tag: str) -> Any | None:
         return None
 
 
-def ensure_image(spec: ImageSpec, ui: UI, *, rebuild: bool = False,
+def ensure_image(spec: ImageSpec, ui: UI, *, rebuild: bool = False, no_cache: bool = False,
                  client: DockerClient | None = None) -> ToolchainImage:
     """Build ``spec`` unless an image with its tag and the same inputs (Dockerfile
-    directory, base image ID, target, wheels) exists already; return it either way."""
+    directory, base image ID, target, wheels) exists already; return it either way.
+    ``no_cache`` rebuilds every layer (fresh apt packages), implying ``rebuild``."""
     if spec.target not in STAGES:
         raise InputError(f"--target {spec.target}: unknown stage (choose from {', '.join(STAGES)})")
     client = client or connect()
@@ -298,7 +299,7 @@ def ensure_image(spec: ImageSpec, ui: UI, *, rebuild: bool = False,
     key = hashlib.sha256(f"{spec.target}\0{base_id}\0{context_sha}".encode()).hexdigest()
     tag = spec.resolved_tag
     existing = find_image(client, tag)
-    if existing is not None and not rebuild and existing.labels.get(LABEL_KEY) == key:
+    if existing is not None and not (rebuild or no_cache) and existing.labels.get(LABEL_KEY) == key:
         ui.info(f"image {tag}: up to date ({short_id(existing.id)})")
         return describe(existing, tag, spec, wheels, cached=True, duration_s=0.0, log_path=None)
     labels = {
@@ -314,7 +315,7 @@ def ensure_image(spec: ImageSpec, ui: UI, *, rebuild: bool = False,
     with tempfile.TemporaryDirectory(prefix="orch-image-") as tmp:
         context = Path(tmp)
         assemble_context(spec.docker_dir, wheels_dir, context)
-        image_id = run_build(client, context, spec, tag, labels, log_path, ui)
+        image_id = run_build(client, context, spec, tag, labels, log_path, ui, no_cache=no_cache)
     duration = time.monotonic() - started
     image = client.images.get(image_id)
     ui.info(f"image {tag}: built {short_id(image_id)} in {duration:.0f} s")
@@ -348,7 +349,7 @@ def image_python_version(spec: ImageSpec, ui: UI, client: DockerClient) -> str:
 
 
 def run_build(client: DockerClient, context: Path, spec: ImageSpec, tag: str,
-              labels: dict[str, str], log_path: Path, ui: UI) -> str:
+              labels: dict[str, str], log_path: Path, ui: UI, *, no_cache: bool = False) -> str:
     """Run the engine's build, streaming its output to the UI and a log file; the image ID."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
@@ -357,7 +358,7 @@ def run_build(client: DockerClient, context: Path, spec: ImageSpec, tag: str,
     try:
         stream = client.api.build(
             path=str(context), tag=tag, target=spec.target, buildargs={"BASE_IMAGE": spec.base_image},
-            labels=labels, rm=True, forcerm=True, pull=False, decode=True,
+            labels=labels, rm=True, forcerm=True, pull=False, decode=True, nocache=no_cache,
         )
         with log_path.open("w") as log:
             for line in stream_lines(stream):

@@ -35,6 +35,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         help="install the wheels already in DIR instead of running pip wheel on the host")
     build.add_argument("--rebuild", action="store_true",
                        help="build even if an image with this tag and the same inputs exists")
+    build.add_argument("--no-cache", action="store_true",
+                       help="rebuild every layer (fresh apt packages); implies --rebuild")
     build.set_defaults(func=handle_build)
 
     listing = actions.add_parser("list", parents=[common], help="list the toolchain images orch built")
@@ -50,7 +52,7 @@ def handle_build(args: argparse.Namespace, ui: UI) -> int:
         base_image=args.base_image, target=args.target, tag=args.tag,
         wheels=not args.no_wheels, wheels_dir=args.wheels_dir,
     )
-    built = image.ensure_image(spec, ui, rebuild=args.rebuild)
+    built = image.ensure_image(spec, ui, rebuild=args.rebuild, no_cache=args.no_cache)
     table = Table(show_header=False, box=None)
     table.add_row("image", built.tag)
     table.add_row("id", built.image_id)
