@@ -42,6 +42,10 @@ _UNITS = {"": 1, "b": 1, "k": KiB, "m": MiB, "g": GiB, "t": 1024 * GiB}
 _RAM_DEFINE_RE = re.compile(r"^\s*#\s*define\s+VM_RAM_SIZE\s+\(?\s*(0x[0-9a-fA-F]+|\d+)")
 _MEMPOOL_ATTR_RE = re.compile(r"\ballocator_mempool_size\s*=\s*(0x[0-9a-fA-F]+|\d+)")
 _PAGE_SIZE_RE = re.compile(r"\bpage_size\s*=\s*(seL4_\w+Bits|\d+)\s*;")
+_UT_ITERATOR_RE = re.compile(r"\bram_ut_alloc_iterator\s*\([^;]*$")
+"""The definition (not a prototype or call) of the iterator that allocates guest RAM from
+untyped memory, the one whose frames the allocator's bookkeeping counts; upstream's guest_ram.c
+also has ``ram_alloc_iterator`` with its own ``page_size``."""
 
 
 @dataclass(frozen=True)
@@ -135,16 +139,20 @@ def _describe(path: Path, root: Path | None, line: int) -> str:
     return f"{shown}:{line}"
 
 
-def _first_match(path: Path, pattern: re.Pattern[str], root: Path | None) -> tuple[str, str] | None:
-    """The first capture of ``pattern`` in ``path`` (comments after ``//`` ignored) and its place."""
+def _first_match(path: Path, pattern: re.Pattern[str], root: Path | None,
+                 after: re.Pattern[str] | None = None) -> tuple[str, str] | None:
+    """The first capture of ``pattern`` in ``path`` (comments after ``//`` ignored) and its place;
+    with ``after``, the first one following the first line ``after`` matches, if there is one."""
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError:
         return None
-    for number, line in enumerate(lines, start=1):
-        match = pattern.search(line.split("//", 1)[0])
+    code = [line.split("//", 1)[0] for line in lines]
+    start = next((i for i, line in enumerate(code) if after.search(line)), 0) if after else 0
+    for number in (*range(start, len(code)), *range(start)):
+        match = pattern.search(code[number])
         if match:
-            return match.group(1), _describe(path, root, number)
+            return match.group(1), _describe(path, root, number + 1)
     return None
 
 
@@ -162,8 +170,9 @@ def mempool_from_camkes(path: Path, root: Path | None = None) -> Sourced | None:
 
 def frame_size_from_guest_ram(path: Path, root: Path | None = None) -> Sourced | None:
     """``int page_size = seL4_PageBits;`` (4 KiB) or ``seL4_LargePageBits`` (2 MiB) in
-    libsel4vm's guest_ram.c, the granularity the VMM allocates guest RAM frames with."""
-    found = _first_match(path, _PAGE_SIZE_RE, root)
+    libsel4vm's guest_ram.c, the granularity the VMM allocates guest RAM frames with: the one
+    in ``ram_ut_alloc_iterator`` where the file has it, else the first in the file."""
+    found = _first_match(path, _PAGE_SIZE_RE, root, after=_UT_ITERATOR_RE)
     if found is None:
         return None
     token, where = found

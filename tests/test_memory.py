@@ -143,3 +143,19 @@ def test_gather_without_a_tree_uses_only_the_spec() -> None:
     assert est.metadata == 120 * MiB and est.mempool == Sourced(80 * MiB, "spec: memory.mempool")
     nothing = gather(None)
     assert nothing.frames is None and nothing.mempool is None and nothing.fits is None
+
+
+def test_frame_size_is_the_untyped_iterators_not_the_first_in_the_file(tmp_path: Path) -> None:
+    """Upstream's guest_ram.c has ``ram_alloc_iterator`` (4 KiB) before ``ram_ut_alloc_iterator``;
+    the largepage patch changes only the latter, which is the one the bookkeeping is about."""
+    root = make_tree(tmp_path, page_size="seL4_LargePageBits")
+    guest_ram = root / "projects/seL4_projects_libs/libsel4vm/src/guest_ram.c"
+    other = ("static vm_frame_t ram_ut_alloc_iterator(uintptr_t addr, void *cookie);\n"
+             "static vm_frame_t ram_alloc_iterator(uintptr_t addr, void *cookie)\n"
+             "{\n    int page_size = seL4_PageBits;\n}\n\n")
+    guest_ram.write_text(other + guest_ram.read_text())
+    est = gather(root)
+    assert est.frame_size == Sourced(
+        2 * MiB, "projects/seL4_projects_libs/libsel4vm/src/guest_ram.c:10 (seL4_LargePageBits)"
+    )
+    assert est.frames == 1024
