@@ -125,11 +125,18 @@ def section_size(path: Path, name: str = ".bss") -> int | None:
         return None
 
 
-def _preference(hit: SymbolHit, hints: Sequence[str]) -> tuple[int, int, str]:
-    """Linked programs before object files, then files whose name has a component hint."""
+CAMKES_COMPONENT_SUFFIX = ".instance.bin"
+"""How CAmkES names a component's linked program (``vm0.instance.bin``); the build also leaves
+byte-identical copies of it (``vm0.instance-copy.bin``, ``vm0_group_bin``) that sort first."""
+
+
+def _preference(hit: SymbolHit, hints: Sequence[str]) -> tuple[int, int, int, str]:
+    """Linked programs before object files, then files whose name has a component hint, then
+    CAmkES's own component program before the copies the build makes of it."""
     linked = 0 if hit.elf_type in ("ET_EXEC", "ET_DYN") else 1
     hinted = 0 if any(h in hit.file.name for h in hints) else 1
-    return (linked, hinted, str(hit.file))
+    component = 0 if hit.file.name.endswith(CAMKES_COMPONENT_SUFFIX) else 1
+    return (linked, hinted, component, str(hit.file))
 
 
 def find_symbol(

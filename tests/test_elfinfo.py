@@ -97,3 +97,16 @@ def test_aarch64_component(tmp_path: Path) -> None:
     static = vmm_static(tmp_path)
     assert static.mempool is not None and static.mempool.file == elf
     assert static.mempool.size == POOL and static.mempool.section == "align_12bit"
+
+
+def test_scan_prefers_the_component_program_over_its_copies(tmp_path: Path) -> None:
+    """A real CAmkES build dir holds vm0.instance.bin and two copies of it, vm0.instance-copy.bin
+    and vm0_group_bin; the table should name the component's program, not a copy."""
+    require_tools("gcc")
+    linked = compile_c("gcc", CAMKES_LIKE, tmp_path / "vm0.instance.bin", "-O0")
+    for copy in ("vm0.instance-copy.bin", "vm0_group_bin"):
+        shutil.copy(linked, tmp_path / copy)
+    static = vmm_static(tmp_path)
+    assert static.mempool is not None and static.mempool.file == linked
+    assert static.where == "vm0.instance.bin, section align_12bit"
+    assert len(static.candidates) == 3
