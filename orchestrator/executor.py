@@ -25,10 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import docker.errors
-from docker.client import DockerClient
-from docker.types import Mount
-
+from orchestrator.engine import connect, engine_error, sdk_errors
 from orchestrator.errors import InfraError, InputError
 from orchestrator.ui import UI
 
@@ -154,21 +151,6 @@ class _StepWatcher:
                 self.failed = parts[1] if len(parts) > 1 else "?"
 
 
-def _docker_error(exc: BaseException) -> InfraError:
-    """One clear line for an engine that cannot be reached or used."""
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    text = str(exc)
-    if "Permission denied" in text or isinstance(exc, PermissionError):
-        return InfraError(
-            f"permission denied talking to the Docker engine at {host}",
-            hint="add yourself to the 'docker' group (then log in again), or use --executor host",
-        )
-    return InfraError(
-        f"cannot reach the Docker engine at {host}",
-        hint="start it (systemctl start docker / dockerd), set DOCKER_HOST, or use --executor host",
-    )
-
-
 def _split_image(image: str) -> tuple[str, str | None]:
     """``repo[:tag]`` or ``repo@digest`` -> (repository, tag-or-digest)."""
     if "@" in image:
@@ -193,22 +175,17 @@ class DockerExecutor:
 
     def client(self) -> Any:
         if self._client is None:
-            try:
-                client = DockerClient.from_env()
-                client.ping()
-            except (docker.errors.DockerException, OSError) as exc:
-                raise _docker_error(exc) from None
-            self._client = client
+            self._client = connect()
         return self._client
 
     def info(self, ui: UI) -> ExecutorInfo:
         client = self.client()
         try:
             image = client.images.get(self.image)
-        except docker.errors.ImageNotFound:
+        except sdk_errors().ImageNotFound:
             image = self._pull(ui)
-        except (docker.errors.DockerException, OSError) as exc:
-            raise _docker_error(exc) from None
+        except (sdk_errors().DockerException, OSError) as exc:
+            raise engine_error(exc) from None
         self._image_id = image.id
         return ExecutorInfo(
             name=self.name,
@@ -227,7 +204,7 @@ class DockerExecutor:
                 layers: dict[str, tuple[int, int]] = {}
                 for event in client.api.pull(repo, tag=tag, stream=True, decode=True):
                     if "error" in event:
-                        raise docker.errors.APIError(event["error"])
+                        raise sdk_errors().APIError(event["error"])
                     detail = event.get("progressDetail") or {}
                     if event.get("id") and detail.get("total"):
                         layers[event["id"]] = (int(detail.get("current", 0)), int(detail["total"]))
@@ -236,7 +213,7 @@ class DockerExecutor:
                         tracker.advance(task, 0, status=f"{done / 1e6:.0f}/{total / 1e6:.0f} MB")
                 tracker.done(task, "pulled")
             return client.images.get(self.image)
-        except (docker.errors.DockerException, OSError) as exc:
+        except (sdk_errors().DockerException, OSError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InfraError(
                 f"build image {self.image} is not available locally and pulling it failed: {reason[:200]}",
@@ -244,7 +221,9 @@ class DockerExecutor:
                 "or choose another with --image",
             ) from None
 
-    def _mounts(self, job: Job) -> list[Mount]:
+    def _mounts(self, job: Job) -> list[Any]:
+        from docker.types import Mount
+
         return [Mount(target=str(b.path), source=str(b.path), type="bind", read_only=b.read_only)
                 for b in job.binds]
 
@@ -270,15 +249,15 @@ class DockerExecutor:
             )
             container.start()
             return self._follow(container, job, watcher)
-        except docker.errors.ImageNotFound:
+        except sdk_errors().ImageNotFound:
             raise InfraError(f"build image {self.image} disappeared from the engine") from None
-        except (docker.errors.DockerException, OSError) as exc:
+        except (sdk_errors().DockerException, OSError) as exc:
             if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
                 raise
             raise InfraError(f"the Docker engine failed running the build: {str(exc)[:300]}") from None
         finally:
             if container is not None:
-                with contextlib.suppress(docker.errors.DockerException, OSError):
+                with contextlib.suppress(sdk_errors().DockerException, OSError):
                     container.remove(force=True)
 
     def _follow(self, container: Any, job: Job, watcher: _StepWatcher) -> JobOutcome:
@@ -306,7 +285,7 @@ class DockerExecutor:
             elif deadline is not None and time.monotonic() > deadline:
                 stopped = "timeout"
             if stopped:
-                with contextlib.suppress(docker.errors.DockerException):
+                with contextlib.suppress(sdk_errors().DockerException):
                     container.kill()
                 thread.join(5)
                 break

@@ -22,16 +22,18 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker.errors
-from docker.client import DockerClient, from_env
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import parse_wheel_filename
 
+from orchestrator.engine import connect, sdk_errors
 from orchestrator.errors import InfraError, InputError
 from orchestrator.shipped import shipped_dir
 from orchestrator.ui import UI
+
+if TYPE_CHECKING:
+    from docker.client import DockerClient
 
 STAGES = ("build-min", "camkes")
 DEFAULT_TARGET = "camkes"
@@ -96,19 +98,6 @@ def cache_root() -> Path:
     """orch's per-user cache directory (``$XDG_CACHE_HOME/orch`` or ``~/.cache/orch``)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "orch"
-
-
-def connect() -> DockerClient:
-    """A client for the engine ``DOCKER_HOST`` (or the local socket) names."""
-    try:
-        client = from_env()
-        client.ping()
-    except docker.errors.DockerException as error:
-        raise InfraError(
-            f"cannot reach the Docker engine: {first_line(str(error))}",
-            hint="start dockerd, check DOCKER_HOST, or add yourself to the docker group",
-        ) from error
-    return client
 
 
 def first_line(text: str) -> str:
@@ -262,14 +251,14 @@ def resolve_base(client: DockerClient, base_image: str, ui: UI) -> str:
     """The base image's ID, pulling it when absent; a clear error when it can't be had."""
     try:
         return str(client.images.get(base_image).id)
-    except docker.errors.ImageNotFound:
+    except sdk_errors().ImageNotFound:
         pass
-    except docker.errors.APIError as error:
+    except sdk_errors().APIError as error:
         raise InfraError(f"docker: cannot inspect {base_image}: {first_line(str(error))}") from error
     ui.info(f"base image {base_image} not present: pulling")
     try:
         return str(client.images.pull(base_image).id)
-    except docker.errors.DockerException as error:
+    except sdk_errors().DockerException as error:
         raise InputError(
             f"base image {base_image} is not present and cannot be pulled: {first_line(str(error))}",
             hint="make one without a registry: debootstrap --variant=minbase bookworm DIR && "
@@ -280,7 +269,7 @@ def resolve_base(client: DockerClient, base_image: str, ui: UI) -> str:
 def find_image(client: DockerClient, tag: str) -> Any | None:
     try:
         return client.images.get(tag)
-    except docker.errors.ImageNotFound:
+    except sdk_errors().ImageNotFound:
         return None
 
 
@@ -343,7 +332,7 @@ def image_python_version(spec: ImageSpec, ui: UI, client: DockerClient) -> str:
     script = "import platform; print(platform.python_version())"
     try:
         output = client.containers.run(tag, ["python3", "-c", script], remove=True, network_disabled=True)
-    except docker.errors.DockerException as error:
+    except sdk_errors().DockerException as error:
         raise InfraError(f"cannot run python3 in {tag}: {first_line(str(error))}") from error
     return bytes(output).decode().strip()
 
@@ -371,7 +360,7 @@ def run_build(client: DockerClient, context: Path, spec: ImageSpec, tag: str,
                 show_build_line(ui, line)
                 if line.kind == "error":
                     raise build_failed(tag, line.text, tail, log_path)
-    except docker.errors.DockerException as error:
+    except sdk_errors().DockerException as error:
         raise InfraError(f"docker build of {tag} failed: {first_line(str(error))}",
                          hint=f"full log: {log_path}") from error
     if image_id is None:
