@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator import __version__
+from orchestrator import __version__, elfinfo, memory
 from orchestrator import report as rep
 from orchestrator.build import BuildContext, BuildResult, build_variants
 from orchestrator.buildspec import BuildSpec, VariantSpec, check_spec, override, spec_for
@@ -240,11 +240,21 @@ def _hit_json(hit: SymbolHit | None, base: Path) -> dict[str, Any] | None:
             "elf_type": hit.elf_type}
 
 
+def analyser_key() -> str:
+    """A hash of the code that reads the figures (ELF scan, bookkeeping), so a remembered
+    analysis is used only with the code that made it: a fixed readout must not keep showing
+    the old figures for builds that are cached."""
+    digest = hashlib.sha256()
+    for module in (elfinfo, memory):
+        digest.update(Path(module.__file__ or "").read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def analyse(build: BuildResult, spec: BuildSpec, root: Path) -> dict[str, Any]:
     """VMM pool/.bss from the ELF files and the seed's bookkeeping, for one successful build;
     remembered per build inputs hash (the variant's build dir is replaced by later builds)."""
     inputs = str(build.metadata.get("inputs_hash") or "")
-    cache = root / ANALYSIS_DIR / f"{inputs[:16]}.json" if inputs else None
+    cache = root / ANALYSIS_DIR / f"{inputs[:16]}-{analyser_key()}.json" if inputs else None
     if cache is not None and cache.is_file():
         try:
             data: dict[str, Any] = json.loads(cache.read_text())
