@@ -26,6 +26,7 @@ from git.exc import GitCommandError
 from git.index import IndexFile
 from git.refs.symbolic import SymbolicReference
 
+from orchestrator import gitops
 from orchestrator.errors import InputError, OrchError, WorkspaceError
 from orchestrator.patchcheck import (
     CheckReport,
@@ -451,12 +452,19 @@ def apply(tree: SourceTree, patchsets: Sequence[Patchset], *, three_way: bool = 
     return report
 
 
+def _fallback_identity(repo: _Repo) -> list[str]:
+    """``-c`` options so `git am` can commit for a user with no git identity configured
+    (the patch's own author is kept; only the committer falls back to orch)."""
+    options = gitops.identity_config(Path(repo.repo.git_dir))
+    return [arg for option in options for arg in ("-c", option)]
+
+
 def _am(plan: _Plan, refs: list[tuple[Patchset, PatchRef]], three_way: bool) -> str:
     args = ["am", "--3way" if three_way else "--no-3way"]
     if not three_way:
         args.append("--quiet")
     try:
-        return plan.repo.run_both(*args, *[str(r.path) for _, r in refs])
+        return plan.repo.run_both(*_fallback_identity(plan.repo), *args, *[str(r.path) for _, r in refs])
     except GitCommandError as error:
         output = f"{error.stdout}\n{error.stderr}"
         number = re.search(r"Patch failed at (\d+)", output)

@@ -450,3 +450,15 @@ def test_apply_on_git_worktrees_works_alongside_the_workspace(tree: SourceTree, 
     assert lib.applied_patchsets(variant) == lib.applied_patchsets(tree)
     lib.revert(variant, chain)
     assert git(tree.project(EXAMPLES).directory, "symbolic-ref", "HEAD") == "refs/heads/orch/largepage"
+
+
+def test_apply_works_for_a_user_with_no_git_identity(tree: SourceTree, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh machine with no user.email: `git am` must still commit (the patch's author is
+    kept, the committer falls back to orch) instead of failing with 'unable to auto-detect'."""
+    for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("EMAIL", "")
+    lib.apply(tree, lib.resolve(["largepage"], SHIPPED))
+    libs = tree.project(LIBS).directory
+    assert git(libs, "log", "-1", "--format=%an <%ae>") == "orch maintainers <orch@example.org>"
+    assert git(libs, "log", "-1", "--format=%ce") == "orch@localhost"
