@@ -544,6 +544,9 @@ class Workspace:
             return self._skip(result, f"{project.path}/.git is a directory, not an orch checkout; left alone")
         if not gitfile.exists() and checkout.is_dir() and any(checkout.iterdir()):
             return self._skip(result, f"{project.path} exists and is not an orch checkout; left alone")
+        if gitfile.is_file() and not gitfile.is_symlink() and not _gitfile_points_at(gitfile, git_dir):
+            return self._skip(result, f"{project.path}/.git points at another repository "
+                              "(your own clone or worktree?), not an orch checkout; left alone")
         mirror = find_mirror(ctx.mirror, project.name)
         sources = [str(mirror), "origin"] if mirror else ["origin"]
         if not git_dir.is_dir():
@@ -781,6 +784,18 @@ class Workspace:
         """The workspace as a fully pinned manifest, like ``repo manifest -r``."""
         state = self.state()
         return to_xml(self.manifest_from_state(), {p: rec.sha for p, rec in state.projects.items()})
+
+
+def _gitfile_points_at(gitfile: Path, git_dir: Path) -> bool:
+    """``gitfile`` (a ``gitdir: PATH`` file) names ``git_dir``."""
+    try:
+        text = gitfile.read_text(errors="replace").strip()
+    except OSError:
+        return False
+    if not text.startswith("gitdir:"):
+        return False
+    target = Path(text.removeprefix("gitdir:").strip())
+    return (gitfile.parent / target).resolve() == git_dir.resolve()
 
 
 def clone_failure(what: str, source: str, error: GitCommandError) -> OrchError:

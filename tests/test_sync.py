@@ -363,6 +363,25 @@ def test_checkout_with_a_git_directory_is_left_alone(server: Server, tmp_path: P
     assert (ws / "kernel/.git").is_dir()
 
 
+def test_checkout_that_is_the_users_own_worktree_is_left_alone(server: Server, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A project path holding a `git worktree` of the user's own clone (a ``.git`` gitfile
+    pointing elsewhere) is not orch's: its files, gitfile and commits stay untouched."""
+    mine = tmp_path / "my-kernel"
+    git(tmp_path, "clone", "-q", str(server.dir / "kernel.git"), str(mine))
+    ws = tmp_path / "w"
+    ws.mkdir()
+    git(mine, "worktree", "add", "-q", "-b", "wip", str(ws / "kernel"))
+    (ws / "kernel/README").write_text("my uncommitted edit\n")
+    gitfile = (ws / "kernel/.git").read_text()
+    code, report = sync_json(capsys, ws, "-m", str(server.manifest.bare))
+    assert code == 1
+    assert "not an orch checkout" in next(p["reason"] for p in report["projects"] if p["path"] == "kernel")
+    assert (ws / "kernel/.git").read_text() == gitfile
+    assert (ws / "kernel/README").read_text() == "my uncommitted edit\n"
+    assert git(ws / "kernel", "rev-parse", "--abbrev-ref", "HEAD") == "wip"
+
+
 def test_half_clone_and_interrupted_checkout_are_repaired(server: Server, synced: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     ws = synced
