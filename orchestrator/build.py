@@ -294,6 +294,25 @@ def _configure_key(ctx: BuildContext, plan: _Plan, shared: _Shared, variant: Var
                   "settings": _settings_contents(variant.tree), "recipe": RECIPE_VERSION})
 
 
+def share_sel4_cache(src: Path, cache: Path) -> None:
+    """Point ``src/.sel4_cache`` at the workspace's shared cache (relative link).
+
+    seL4's init-build.sh ignores a ``SEL4_CACHE_DIR`` from the environment: it passes
+    ``-DSEL4_CACHE_DIR=$HOME/.sel4_cache`` if that directory exists, else the ``.sel4_cache``
+    beside itself, i.e. in the variant's tree. Without this link every variant would compile
+    capDL-tool and musllibc into a cache of its own, lost with the tree."""
+    cache.mkdir(parents=True, exist_ok=True)
+    link = src / ".sel4_cache"
+    target = os.path.relpath(cache, src)
+    if link.is_symlink() and os.readlink(link) == target:
+        return
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)  # a cache of this variant's own from before: orch's, not the user's
+    else:
+        link.unlink(missing_ok=True)
+    link.symlink_to(target, target_is_directory=True)
+
+
 def _steps(options: Sequence[str], configure: bool) -> list[Step]:
     steps = [Step("configure", ("../src/init-build.sh", *options))] if configure else []
     return [*steps, Step("build", ("ninja",))]
@@ -443,7 +462,7 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
     if configure:  # settings.cmake values are read at configure time only: start clean
         shutil.rmtree(variant.build, ignore_errors=True)
         variant.build.mkdir(parents=True)
-    (ctx.root / SEL4_CACHE_DIR).mkdir(parents=True, exist_ok=True)
+    share_sel4_cache(variant.src, ctx.root / SEL4_CACHE_DIR)
     plan.output_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("metadata.json", "simulate", ctx.spec.image_name):
         (plan.output_dir / stale).unlink(missing_ok=True)

@@ -42,6 +42,10 @@ if [ -e CMakeLists.txt ]; then
     echo "init-build.sh: run me from a build directory, not a source directory" >&2
     exit 1
 fi
+# the real one's cache choice: $HOME/.sel4_cache if it exists, else beside this script
+cache="$src/.sel4_cache"
+if [ -d "${HOME:-/nonexistent}/.sel4_cache" ]; then cache="$HOME/.sel4_cache"; fi
+mkdir -p "$cache" && echo configured >> "$cache/configure.log"
 exec cmake -G Ninja -C "$src/easy-settings.cmake" \\
     -DCMAKE_TOOLCHAIN_FILE="$src/tools/seL4/cmake-tool/aarch64.cmake" "$@" "$src/kernel"
 """

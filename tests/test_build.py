@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.build import BuildContext, BuildResult, build_variant, build_variants
+from orchestrator.build import SEL4_CACHE_DIR, BuildContext, BuildResult, build_variant, build_variants
 from orchestrator.buildspec import VariantSpec, override
 from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, InfraError
 from orchestrator.executor import HostExecutor
@@ -58,6 +58,21 @@ def test_two_variants_differ_as_the_patchset_says(ws: BuildWorkspace) -> None:
     assert four_k.simulate is not None and os.access(four_k.simulate, os.X_OK)
     assert large.image.relative_to(large.output_dir) == Path(IMAGE_NAME)
     assert snapshot(ws.root) == before  # the user's checkouts and links are untouched
+
+
+def test_variants_share_the_workspaces_sel4_cache(ws: BuildWorkspace) -> None:
+    """init-build.sh takes its cache from beside itself (not from SEL4_CACHE_DIR): every variant
+    tree links that to .orch/sel4-cache, replacing a cache of the variant's own."""
+    stale = ws.root / ".orch" / "variants" / "4k" / "src" / ".sel4_cache"
+    stale.mkdir(parents=True)
+    (stale / "old").write_text("a cache of 4k's own")
+    build_variants(context(ws), ws.variants())
+    shared = ws.root / SEL4_CACHE_DIR
+    assert (shared / "configure.log").read_text().splitlines() == ["configured", "configured"]
+    for variant in ("4k", "largepage"):
+        link = ws.root / ".orch" / "variants" / variant / "src" / ".sel4_cache"
+        assert link.is_symlink() and link.resolve() == shared.resolve()
+    assert not (shared / "old").exists()
 
 
 def test_metadata_is_complete(ws: BuildWorkspace) -> None:
