@@ -137,6 +137,10 @@ class _Repo:
         out = self.run("status", "--porcelain=v1", "-z", "--untracked-files=no")
         return [entry[3:] for entry in out.split("\0") if len(entry) > 3]
 
+    def staged_files(self) -> list[str]:
+        """Paths whose index entry differs from HEAD's."""
+        return self.run("diff", "--cached", "--name-only", "-z").split("\0")[:-1]
+
     def edited_files(self, paths: Iterable[str]) -> list[str]:
         """Those of ``paths`` whose worktree content differs from the index (no git process)."""
         entries = IndexFile(self.repo).entries
@@ -375,6 +379,7 @@ def _plan(tree: SourceTree, patchsets: Sequence[Patchset],
     uncommitted edits."""
     plans: list[_Plan] = []
     dirty: list[str] = []
+    staged: list[str] = []
     for project in _projects_in_order(patchsets):
         repo = _open(tree.project(project))
         head, head_ref = repo.head()
@@ -386,11 +391,19 @@ def _plan(tree: SourceTree, patchsets: Sequence[Patchset],
             files = repo.edited_files(_touched_paths(pending, parsed))
             if files:
                 dirty.append(f"{project}: {', '.join(files)}")
+            index = repo.staged_files()
+            if index:
+                staged.append(f"{project}: {', '.join(index)}")
         plans.append(_Plan(repo, snapshot, pending, [ps.name for ps in touching if ps.name in applied]))
     if dirty:
         raise WorkspaceError(
             "uncommitted edits in files the patchset changes: " + "; ".join(dirty),
             hint="commit or stash them first; nothing was applied",
+        )
+    if staged:  # git am refuses a dirty index, and undoing it would unstage the user's work
+        raise WorkspaceError(
+            "staged changes (git am needs a clean index): " + "; ".join(staged),
+            hint="commit them or `git restore --staged` them first; nothing was applied",
         )
     return plans
 

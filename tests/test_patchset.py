@@ -452,7 +452,8 @@ def test_apply_on_git_worktrees_works_alongside_the_workspace(tree: SourceTree, 
     assert git(tree.project(EXAMPLES).directory, "symbolic-ref", "HEAD") == "refs/heads/orch/largepage"
 
 
-def test_apply_works_for_a_user_with_no_git_identity(tree: SourceTree, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_apply_works_for_a_user_with_no_git_identity(tree: SourceTree,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh machine with no user.email: `git am` must still commit (the patch's author is
     kept, the committer falls back to orch) instead of failing with 'unable to auto-detect'."""
     for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
@@ -462,3 +463,16 @@ def test_apply_works_for_a_user_with_no_git_identity(tree: SourceTree, monkeypat
     libs = tree.project(LIBS).directory
     assert git(libs, "log", "-1", "--format=%an <%ae>") == "orch maintainers <orch@example.org>"
     assert git(libs, "log", "-1", "--format=%ce") == "orch@localhost"
+
+
+def test_apply_refuses_staged_changes_and_keeps_them_staged(tree: SourceTree) -> None:
+    """git am refuses a dirty index; the user's `git add` must survive the refusal staged,
+    in every project (a rollback must not unstage it)."""
+    for checkout in tree.projects.values():
+        (checkout.directory / "mine.txt").write_text("staged work\n")
+        git(checkout.directory, "add", "mine.txt")
+    before = snapshot(tree)
+    with pytest.raises(WorkspaceError) as error:
+        lib.apply(tree, lib.resolve(["largepage"], SHIPPED))
+    assert "staged" in error.value.message and "kernel: mine.txt" in error.value.message
+    assert snapshot(tree) == before
