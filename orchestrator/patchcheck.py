@@ -211,7 +211,8 @@ def parse_series(patchsets: Sequence[Patchset]) -> dict[tuple[str, str, str], Pa
     parsed: dict[tuple[str, str, str], ParsedPatch] = {}
     for ps in patchsets:
         for ref in ps.patches():
-            parsed[(ps.name, ref.project, ref.file)] = parse_patch_file(ref.path)
+            parsed[(ps.name, ref.project, ref.file)] = parse_patch_file(
+                ref.path, f"{ps.name}: {ref.project}/{ref.file}")
     return parsed
 
 

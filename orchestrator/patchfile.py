@@ -171,12 +171,13 @@ def same_patch(old: str, new: str) -> bool:
         b.subject, b.author, b.changes, commit_message(new))
 
 
-def parse_patch_file(path: Path) -> ParsedPatch:
+def parse_patch_file(path: Path, label: str | None = None) -> ParsedPatch:
+    """Parse a patch file; errors start with ``label`` (default: the file's name)."""
     try:
         text = path.read_text(encoding="utf-8", errors="surrogateescape")
     except OSError as error:
         raise InputError(f"{path}: cannot read patch: {error.strerror}") from None
-    return parse_patch_text(text, path.name)
+    return parse_patch_text(text, label or path.name)
 
 
 def split_repo_diff(text: str, label: str) -> dict[str, str]:

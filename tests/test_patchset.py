@@ -397,7 +397,12 @@ def test_bad_input_project_not_in_manifest(tree: SourceTree, tmp_path: Path) -> 
 def test_bad_input_malformed_diff(tree: SourceTree, tmp_path: Path) -> None:
     text = simple_patch(DTS, "a", "b", header="@@ -1,5 +1,5 @@")  # hunk shorter than its header says
     base = make_patchset(tmp_path, "bad", {"kernel": {"0001-x.patch": text + "garbage\n"}})
-    assert_refused(tree, base, "bad", "malformed diff")
+    assert_refused(tree, base, "bad", "bad: kernel/0001-x.patch: malformed diff")
+
+
+def test_bad_input_no_diff_names_patchset_project_and_file(tree: SourceTree, tmp_path: Path) -> None:
+    base = make_patchset(tmp_path, "prose", {"kernel": {"0001-x.patch": "just prose, no diff\n"}})
+    assert_refused(tree, base, "prose", "prose: kernel/0001-x.patch: no diff found")
 
 
 def test_bad_input_binary_diff(tree: SourceTree, tmp_path: Path) -> None:
