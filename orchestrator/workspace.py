@@ -80,6 +80,9 @@ class ManifestSource:
                 raise InputError(f"-b {revision}: a revision needs a manifest repository, "
                                  f"but {source} is a file")
             return cls(path=str(local.resolve()), manifest_url=manifest_url)
+        if not local.is_dir() and not _looks_like_url(source):
+            raise InputError(f"-m {source}: no such manifest file or repository directory",
+                             hint="give an XML file, a manifest repository directory, or a git URL")
         url = str(local.resolve()) if local.is_dir() else source
         return cls(url=url, revision=revision, file=file or "default.xml")
 
@@ -99,6 +102,14 @@ class ManifestSource:
         if self.path:
             return self.path
         return f"{self.url} ({self.file} @ {self.revision or 'HEAD'})"
+
+
+def _looks_like_url(source: str) -> bool:
+    """A git URL: ``scheme://...`` or scp-like ``[user@]host:path`` (what git itself accepts)."""
+    if "://" in source:
+        return True
+    head, colon, _ = source.partition(":")
+    return bool(colon) and "/" not in head and len(head) > 1
 
 
 @dataclass

@@ -282,6 +282,14 @@ def test_bad_manifest_fails_before_touching_anything(server: Server, synced: Pat
     assert git(synced / "kernel", "rev-parse", "HEAD") == server.kernel_pin
 
 
+def test_manifest_source_that_is_neither_file_directory_nor_url_is_bad_input(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = orch(capsys, "sync", "-w", str(tmp_path / "w"), "-m", str(tmp_path / "typo.xml"))
+    assert code == 2
+    assert err.startswith(f"error: -m {tmp_path / 'typo.xml'}: no such manifest file")
+    assert len(err.splitlines()) == 2  # the error and its hint, no traceback
+
+
 def test_unreachable_upstream_is_infrastructure(server: Server, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     xml = tmp_path / "m.xml"
