@@ -43,7 +43,6 @@ def test_host_timeout_and_cancel(tmp_path: Path) -> None:
 
 
 def test_host_info_names_the_toolchain() -> None:
-    pytest.importorskip("shutil")
     from tests.conftest import require_tools
 
     require_tools("cmake", "ninja")
