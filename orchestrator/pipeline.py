@@ -103,6 +103,7 @@ def ensure_synced(opts: Options, ui: UI) -> tuple[Workspace, str]:
     """The workspace, synced if it never was (or if asked); says which happened."""
     workspace = Workspace(opts.workspace)
     if workspace.load_state() is not None and not opts.sync and opts.manifest is None:
+        workspace.require_complete()
         return workspace, "reused"
     source = ManifestSource.parse(opts.manifest) if opts.manifest else None
     ui.info(f"syncing {opts.workspace} ({(source or ManifestSource.shipped_default()).describe()})")

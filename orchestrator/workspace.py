@@ -156,13 +156,17 @@ class WorkspaceState:
     projects: dict[str, ProjectRecord] = field(default_factory=dict)
     synced_at: str | None = None
     version: int = STATE_VERSION
+    failed: dict[str, str] = field(default_factory=dict)
+    """Manifest projects (path -> why) the last sync could not check out and that have no earlier
+    good checkout: the workspace lacks them, so a build from it would be incomplete."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WorkspaceState:
         m = dict(data["manifest"])
         m["source"] = ManifestSource(**m["source"])
         projects = {k: ProjectRecord(**v) for k, v in data.get("projects", {}).items()}
-        return cls(ManifestRecord(**m), projects, data.get("synced_at"), data.get("version", STATE_VERSION))
+        return cls(ManifestRecord(**m), projects, data.get("synced_at"), data.get("version", STATE_VERSION),
+                   dict(data.get("failed", {})))
 
 
 @dataclass
@@ -483,6 +487,8 @@ class Workspace:
                 result = by_path[p.path]
                 if result.action == "failed" and p.path in old_projects:
                     state.projects[p.path] = old_projects[p.path]
+                elif result.action == "failed":
+                    state.failed[p.path] = result.reason or "failed"
                 elif p in synced and result.sha:
                     state.projects[p.path] = self._record(p, result)
             report = SyncReport(self.root, source.describe(), commit, results, links, orphans)
@@ -744,7 +750,12 @@ class Workspace:
         state = self.state()
         records = list(state.projects.values())
         with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
-            return list(pool.map(self._project_status, records))
+            rows = list(pool.map(self._project_status, records))
+        return rows + [
+            ProjectStatus(path, "", None, None, None, False, False, 0, 0, 0, False,
+                          [f"never synced: {reason}"])
+            for path, reason in state.failed.items()
+        ]
 
     def _project_status(self, record: ProjectRecord) -> ProjectStatus:
         git_dir = self.git_dir(record.path)
@@ -775,6 +786,17 @@ class Workspace:
         if record.skipped:
             row.problems.append(f"last sync skipped it: {record.skipped}")
         return row
+
+    def require_complete(self) -> None:
+        """Refuse (exit 125) a workspace whose last sync left manifest projects without a
+        checkout: a build from it would fail for reasons that say nothing about the code."""
+        failed = self.state().failed
+        if failed:
+            path, reason = next(iter(failed.items()))
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            raise InfraError(f"{self.root}: {path} was never synced{more}: {reason}",
+                             hint="fix the sync (`orch sync`), or remove the project with a local "
+                                  "manifest in .orch/local_manifests/")
 
     def tree(self) -> SourceTree:
         """The synced projects: manifest path, checkout directory and pinned SHA."""

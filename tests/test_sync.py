@@ -15,6 +15,7 @@ import pytest
 from gitfixtures import Upstream, git, make_manifest_repo, make_upstream
 
 from orchestrator.cli import main
+from orchestrator.errors import InfraError
 from orchestrator.workspace import JOURNAL, Workspace
 
 
@@ -297,6 +298,31 @@ def test_unreachable_upstream_is_infrastructure(server: Server, tmp_path: Path,
                    '<project name="x" remote="r" revision="master"/></manifest>')
     code, _out, err = orch(capsys, "sync", "-w", str(tmp_path / "w"), "-m", str(xml))
     assert code == 125 and "failed: x:" in err
+
+
+def test_a_project_that_never_synced_is_recorded_and_blocks_reuse(
+        server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A first sync that cannot check a project out leaves the workspace without it; orch status
+    says so and `orch build` refuses to reuse the workspace (it used to build without it, or
+    fail later with 'project ... is not in the workspace manifest')."""
+    server.write_manifest(default_body(server) + '  <project name="gone.git" path="projects/gone"/>\n')
+    ws = tmp_path / "ws"
+    code, report = sync_json(capsys, ws, "-m", str(server.manifest.bare))
+    assert code == 125 and actions(report)["projects/gone"] == "failed"
+    workspace = Workspace(ws)
+    assert set(workspace.state().failed) == {"projects/gone"}
+    assert "projects/gone" not in workspace.tree().projects
+    rows = {row.path: row for row in workspace.status()}
+    assert rows["projects/gone"].problems[0].startswith("never synced: ")
+    with pytest.raises(InfraError, match=r"projects/gone was never synced"):
+        workspace.require_complete()
+    local = ws / ".orch" / "local_manifests"
+    local.mkdir(parents=True, exist_ok=True)
+    (local / "drop.xml").write_text('<manifest><remove-project name="gone.git"/></manifest>\n')
+    code, report = sync_json(capsys, ws)
+    assert code == 0, report
+    assert Workspace(ws).state().failed == {}
+    Workspace(ws).require_complete()
 
 
 # --- nothing lost ----------------------------------------------------------------------------
