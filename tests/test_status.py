@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 import test_sync
 from gitfixtures import git
+from rich.console import Console
 from test_sync import Server, orch
 
+from orchestrator.cli.status import status_table
 from orchestrator.manifest import load_manifest
+from orchestrator.workspace import ProjectStatus
 
 server = test_sync.server  # the same fixtures: upstreams + manifest repository, synced workspace
 synced = test_sync.synced
@@ -90,3 +93,17 @@ def test_manifest_json_and_unpinned(synced: Path, capsys: pytest.CaptureFixture[
     data = json.loads(out)
     assert data["pinned"] is True and "<manifest>" in data["xml"]
     assert {p["path"] for p in data["projects"]} == {"kernel", "tools/seL4", "projects/libs"}
+
+
+def test_status_table_keeps_long_project_paths_whole_at_80_columns() -> None:
+    """Piped output is 80 columns wide; the real workspace's paths came out as 'projects/se…'."""
+    paths = ["projects/seL4_projects_libs", "projects/global-components", "projects/camkes-vm-images"]
+    rows = [ProjectStatus(p, p, "0e06bebf4a3f0c21317c6877e0079f637e021562", None, None, True, False,
+                          0, 0, 0, True, ["a long note that may wrap as much as it likes " * 2])
+            for p in paths]
+    console = Console(width=80, record=True, color_system=None)
+    console.print(status_table(rows))
+    text = console.export_text()
+    for path in paths:
+        assert path in text
+    assert "0e06bebf4a3f" in text

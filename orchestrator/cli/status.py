@@ -36,6 +36,10 @@ def status_table(rows: Sequence[ProjectStatus], applied: Mapping[str, Sequence[s
         patchsets = ", ".join((applied or {}).get(r.path, [])) or "-"
         table.add_row(r.path, _short(r.pinned), head, dirty, str(r.local_commits), patchsets,
                       "ok" if r.links_ok else "broken", "; ".join(r.problems))
+    # never squeeze project paths and SHAs into "projects/se…" on a narrow or piped (80-column)
+    # output: the notes column wraps instead
+    table.columns[0].min_width = max((len(r.path) for r in rows), default=0)
+    table.columns[1].min_width = 12
     return table
 
 
