@@ -22,6 +22,7 @@ from pathlib import Path
 
 import git
 
+from orchestrator import gitops
 from orchestrator.errors import InfraError, WorkspaceError
 from orchestrator.tree import ProjectCheckout, SourceTree
 
@@ -66,11 +67,12 @@ def _repo(directory: Path) -> git.Repo:
 
 
 def _git(directory: Path, *args: str) -> str:
+    """``git ARGS`` in ``directory``; an :class:`InfraError` naming the command when it fails."""
     try:
-        return str(_repo(directory).git.execute(["git", *args]))
+        return gitops.run(args, cwd=directory)
     except git.GitCommandError as exc:
-        stderr = (exc.stderr or "").strip().replace("stderr: ", "").strip("' \n")
-        raise InfraError(f"git {' '.join(args[:2])} in {directory} failed: {stderr[:300]}") from None
+        raise InfraError(f"git {' '.join(args[:2])} in {directory} failed: "
+                         f"{gitops.stderr_of(exc)[:300]}") from None
 
 
 def head_commit(checkout: Path) -> str:
@@ -151,8 +153,8 @@ def _drop_patch_branches(directory: Path) -> None:
     name = Path(repo.git_dir).name
     prefixes = [f"refs/heads/orch-worktree/{name}/", f"refs/heads/orch-backup/orch-worktree/{name}/"]
     refs = _git(directory, "for-each-ref", "--format=%(refname)", *prefixes).split()
-    for ref in refs:
-        repo.git.execute(["git", "update-ref", "-d", ref])
+    if refs:
+        gitops.run(["update-ref", "--stdin"], cwd=directory, stdin="".join(f"delete {r}\n" for r in refs))
 
 
 def _reset_worktree(directory: Path, commit: str) -> None:

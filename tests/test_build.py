@@ -42,6 +42,11 @@ def assert_nothing_left(ws: BuildWorkspace, variant: str) -> None:
     for checkout in ws.tree.projects.values():
         leftovers = [p for p in worktrees_of(checkout.directory) if ".orch/variants" in str(p)]
         assert leftovers == [], leftovers
+        branches = subprocess.run(  # the variant's patchset branches, made in the user's repo
+            ["git", "-C", str(checkout.directory), "for-each-ref", "--format=%(refname)",
+             "refs/heads/orch-worktree/", "refs/heads/orch-backup/orch-worktree/"],
+            capture_output=True, text=True, check=True).stdout.split()
+        assert branches == [], branches
     assert not (ws.root / ".orch" / "variants" / variant / "src").exists()
 
 
