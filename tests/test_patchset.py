@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -218,14 +219,58 @@ def test_failing_hunk_is_named_and_nothing_is_applied(tree: SourceTree) -> None:
     assert snapshot(tree) == before
 
 
-def test_three_way_merges_drifted_context_and_reports_it(tree: SourceTree) -> None:
+def with_fixture_index_lines(tree: SourceTree, name: str, base: Path) -> list[Path]:
+    """A copy of shipped patchset ``name`` whose ``index`` lines name the fixture's pre-image
+    blobs. The shipped patches were made against the real upstream sources, so their
+    ``index`` lines name upstream blobs, which a three-way merge needs as the base and the
+    fixture does not have."""
+    shutil.copytree(SHIPPED[0] / name, base / name)
+    config = base / name / "patchset.toml"
+    text = config.read_text()
+    for patch in sorted((base / name).rglob("*.patch")):
+        project = str(patch.parent.relative_to(base / name))
+        checkout = tree.project(project)
+        lines, path = patch.read_text().splitlines(keepends=True), ""
+        for i, line in enumerate(lines):
+            if line.startswith("diff --git a/"):
+                path = line.split()[2][2:]
+            elif line.startswith("index ") and ".." in line:
+                blob = git(checkout.directory, "rev-parse", "--short", f"{checkout.pinned}:{path}")
+                lines[i] = f"index {blob}..{line.split('..', 1)[1]}"
+        before = hashlib.sha256(patch.read_bytes()).hexdigest()
+        patch.write_text("".join(lines))
+        text = text.replace(before, hashlib.sha256(patch.read_bytes()).hexdigest())
+    config.write_text(text)
+    return [base]
+
+
+def drift_settings_cmake(tree: SourceTree) -> SourceTree:
+    """Upstream moved on: the context of vm-2g's settings.cmake hunk changed."""
     d = tree.project(EXAMPLES).directory
     settings = d / SETTINGS
     settings.write_text(settings.read_text().replace("31\nendif()", "31\nendif() # x"))
     git(d, "commit", "-q", "-am", "upstream moved on")
-    moved = SourceTree(tree.root, {**tree.projects, EXAMPLES: ProjectCheckout(
+    return SourceTree(tree.root, {**tree.projects, EXAMPLES: ProjectCheckout(
         EXAMPLES, d, git(d, "rev-parse", "HEAD"))})
-    chain = lib.resolve(["vm-2g"], SHIPPED)
+
+
+def test_three_way_without_the_base_blob_says_why(tree: SourceTree) -> None:
+    """The shipped patches name upstream's blobs; on other sources --3way cannot build the
+    merge base, and the error says so instead of git's 'sha1 information is lacking'."""
+    moved = drift_settings_cmake(tree)
+    before = snapshot(moved)
+    with pytest.raises(InputError, match=r"vm-2g: projects/vm-examples/0001-.*: the three-way merge "
+                                         r"needs the blob the patch was made against") as caught:
+        lib.apply(moved, lib.resolve(["vm-2g"], SHIPPED), three_way=True)
+    assert "index" in (caught.value.hint or "")
+    assert snapshot(moved) == before
+
+
+def test_three_way_merges_drifted_context_and_reports_it(tree: SourceTree, tmp_path: Path) -> None:
+    moved = drift_settings_cmake(tree)
+    d = tree.project(EXAMPLES).directory
+    settings = d / SETTINGS
+    chain = lib.resolve(["vm-2g"], with_fixture_index_lines(tree, "vm-2g", tmp_path / "own"))
     with pytest.raises(InputError):
         lib.apply(moved, chain)
     report = lib.apply(moved, chain, three_way=True)
