@@ -484,6 +484,14 @@ def _am(plan: _Plan, refs: list[tuple[Patchset, PatchRef]], three_way: bool) -> 
         index = int(number.group(1)) - 1 if number else 0
         patchset, ref = refs[min(index, len(refs) - 1)]
         detail = re.search(r"error: patch failed: (\S+)", output)
+        no_base = re.search(r"sha1 information is lacking or useless \((.+?)\)", output)
+        if three_way and no_base:
+            raise InputError(
+                f"{patchset.name}: {ref.project}/{ref.file}: the three-way merge needs the blob the "
+                f"patch was made against for {no_base.group(1)}, and this repository does not have it",
+                hint="the patch's `index` lines name sources other than these; rebase it by hand, "
+                     "then `orch patchset refresh`. Every project was put back as it was",
+            ) from None
         why = f"patch failed at {detail.group(1)}" if detail else _git_error(error)
         raise InputError(
             f"{patchset.name}: {ref.project}/{ref.file}: git am failed: {why}",
