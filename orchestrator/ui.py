@@ -114,9 +114,13 @@ class UI:
     verbose: bool = False
 
     @classmethod
-    def create(cls, *, quiet: bool = False, json_mode: bool = False, verbose: bool = False) -> UI:
-        out = Console(file=sys.stdout, highlight=False, soft_wrap=True)
-        err = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    def create(cls, *, quiet: bool = False, json_mode: bool = False, verbose: bool = False,
+               color: bool = True) -> UI:
+        """Consoles for a command; ``color=False`` (``--no-color``, or NO_COLOR set) gives plain
+        text for logs and pasting into reviews."""
+        no_color = not color or None  # None: rich decides (it honours NO_COLOR and TTYs)
+        out = Console(file=sys.stdout, highlight=False, soft_wrap=True, no_color=no_color)
+        err = Console(file=sys.stderr, highlight=False, soft_wrap=True, no_color=no_color)
         return cls(out=out, err=err, quiet=quiet, json=json_mode, verbose=verbose)
 
     @classmethod

@@ -21,3 +21,21 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
         main(["frobnicate"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_no_color_gives_plain_text_even_on_a_terminal() -> None:
+    from orchestrator.ui import UI
+
+    ui = UI.create(color=False)
+    ui.out.force_terminal = True
+    with ui.out.capture() as captured:
+        ui.out.print("[bold red]FAIL[/] (vmm-allocation)")
+    assert captured.get() == "FAIL (vmm-allocation)\n"
+
+
+def test_no_color_is_accepted_before_and_after_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    parser_args = [["--no-color", "report", "--help"], ["report", "--no-color", "--help"]]
+    for argv in parser_args:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 0

@@ -28,6 +28,8 @@ def common_options() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", default=s, help="print a JSON document on stdout")
     common.add_argument("-q", "--quiet", action="store_true", default=s, help="no progress output")
     common.add_argument("-v", "--verbose", action="store_true", default=s, help="more output")
+    common.add_argument("--no-color", action="store_true", default=s,
+                        help="no colours or styles (also: NO_COLOR=1)")
     return common
 
 
@@ -56,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet=getattr(args, "quiet", False),
         json_mode=getattr(args, "json", False),
         verbose=getattr(args, "verbose", False),
+        color=not getattr(args, "no_color", False),
     )
     try:
         code: int = args.func(args, ui)
