@@ -371,16 +371,21 @@ def run_pipeline(opts: Options, ui: UI) -> Outcome:
     timer = _Timer()
 
     t = time.monotonic()
+    # The patchsets and the spec first: a typo in a name or option fails at once, before a
+    # sync that may take minutes (or need a network). Absolute paths: patches are applied
+    # (git am) from other working directories.
+    search_path = [p.resolve() for p in patchset_search_path(list(opts.patchset_dirs), opts.env)]
+    spec = override(spec_for(load_patchset(opts.patchset, search_path)), variants=list(opts.variants) or None,
+                    cmake=list(opts.cmake) or None, image=opts.image)
+    chains = variant_patchsets(spec, search_path)
+    timer.add("check", time.monotonic() - t)
+
+    t = time.monotonic()
     workspace, sync_state = ensure_synced(opts, ui)
     tree = workspace.tree()
     timer.add("sync", time.monotonic() - t)
 
     t = time.monotonic()
-    # absolute: patches are applied (git am) from other working directories
-    search_path = [p.resolve() for p in patchset_search_path(list(opts.patchset_dirs), opts.env)]
-    spec = override(spec_for(load_patchset(opts.patchset, search_path)), variants=list(opts.variants) or None,
-                    cmake=list(opts.cmake) or None, image=opts.image)
-    chains = variant_patchsets(spec, search_path)
     for warning in check_spec(spec, tree).warnings:
         ui.warn(warning)
     check_all(tree, chains)
