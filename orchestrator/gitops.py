@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import git
@@ -31,16 +32,18 @@ class MissingRevision(Exception):
 
 
 def run(args: Sequence[str], *, git_dir: Path | None = None, cwd: Path | None = None,
-        config: Sequence[str] = (), stdin: str | None = None) -> str:
-    """Run one git command and return its stdout (stripped of the trailing newline)."""
+        config: Sequence[str] = (), stdin: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """Run one git command and return its stdout (stripped of the trailing newline); ``env`` is
+    added to the environment."""
     command: list[str] = ["git"]
     for item in config:
         command += ["-c", item]
     if git_dir is not None:
         command.append(f"--git-dir={git_dir}")
     command += list(args)
-    if stdin is not None:
-        proc = subprocess.run(command, cwd=cwd, input=stdin, capture_output=True, text=True)
+    if stdin is not None or env is not None:
+        proc = subprocess.run(command, cwd=cwd, input=stdin, capture_output=True, text=True,
+                              env={**os.environ, **env} if env is not None else None)
         if proc.returncode != 0:
             raise GitCommandError(command, proc.returncode, proc.stderr, proc.stdout)
         return proc.stdout.rstrip("\n")
@@ -143,3 +146,39 @@ def local_commit_count(git_dir: Path, head: str, known: Sequence[str]) -> int:
     present = [k for k in known if k and has_commit(git_dir, k)]
     out = run(["rev-list", "--count", head, "--not", "--remotes", "--tags", *present], git_dir=git_dir)
     return int(out or "0")
+
+
+def snapshot_commit(git_dir: Path, checkout: Path, message: str) -> str:
+    """A commit of everything in ``checkout`` (staged, unstaged and untracked files, not ignored
+    ones) whose parent is HEAD, made through a temporary index: the checkout, its index and
+    every ref stay as they are."""
+    config = identity_config(git_dir)
+    with tempfile.TemporaryDirectory(prefix="orch-index-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        run(["read-tree", "HEAD"], git_dir=git_dir, cwd=checkout, env=env)
+        run([f"--work-tree={checkout}", "add", "-A"], git_dir=git_dir, cwd=checkout, env=env)
+        tree = run(["write-tree"], git_dir=git_dir, cwd=checkout, env=env)
+    return run(["commit-tree", tree, "-p", "HEAD", "-m", message], git_dir=git_dir, cwd=checkout,
+               config=config)
+
+
+def backup_work(git_dir: Path, checkout: Path, *, head: str | None, dirty: bool, ref: str,
+                message: str, stash: bool) -> list[str]:
+    """Keep a checkout's work before orch moves or removes it; returns where it went.
+
+    ``head`` (with any local commits) is saved under ``ref``. Uncommitted changes, untracked
+    files included, go either into a stash entry (``stash=True``: the checkout is left clean and
+    the entry is named by its commit SHA, which stays right however many stashes follow) or into
+    a commit on top of ``head`` that ``ref`` then names (the checkout is left untouched)."""
+    saved: list[str] = []
+    if dirty and not stash:
+        head, dirty = snapshot_commit(git_dir, checkout, message), False
+    if head:
+        run(["update-ref", ref, head], git_dir=git_dir)
+        saved.append(ref)
+    if dirty:
+        run([f"--work-tree={checkout}", "stash", "push", "--include-untracked", "--quiet", "-m", message],
+            git_dir=git_dir, cwd=checkout, config=identity_config(git_dir))
+        sha = run(["rev-parse", "refs/stash"], git_dir=git_dir)
+        saved.append(f"stash {sha} ('{message}' in git stash list)")
+    return saved

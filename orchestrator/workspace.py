@@ -198,10 +198,11 @@ class SyncReport:
     projects: list[ProjectResult]
     links: list[LinkResult] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
+    manifest_backup: list[str] = field(default_factory=list)  # where --force kept manifest edits
 
     @property
     def nothing_to_do(self) -> bool:
-        return all(p.action == "unchanged" for p in self.projects) and all(
+        return not self.manifest_backup and all(p.action == "unchanged" for p in self.projects) and all(
             link.action == "unchanged" for link in self.links)
 
     @property
@@ -404,8 +405,11 @@ class Workspace:
 
     # manifest
 
-    def _prepare_manifest(self, source: ManifestSource) -> tuple[Path, str, str | None, str | None]:
-        """(manifest file, name for messages, URL relative remotes resolve against, commit)."""
+    def _prepare_manifest(self, source: ManifestSource, force: bool = False,
+                          backup: list[str] | None = None) -> tuple[Path, str, str | None, str | None]:
+        """(manifest file, name for messages, URL relative remotes resolve against, commit).
+        Edits or commits in the manifest checkout stop it unless ``force``, which backs them up
+        (where to: appended to ``backup``)."""
         if source.path is not None:
             path = Path(source.path)
             base = source.manifest_url
@@ -433,14 +437,41 @@ class Workspace:
                 raise InputError(f"{where}: has no HEAD; pass -b REVISION")
             commit = head
         if gitops.read_head(git_dir) != commit or not (work / ".git").is_file():
+            saved = self._keep_manifest_edits(git_dir, work, commit, force)
+            if backup is not None:
+                backup += saved
             gitops.write_gitfile(work, git_dir)
             gitops.run(["checkout", "-q", "-f", "--detach", commit], git_dir=git_dir, cwd=work)
         file = work / source.file
         return file, source.file, source.url, commit
 
-    def load_manifest(self, source: ManifestSource, groups: Sequence[str] = ("default",)) -> tuple[
-            Manifest, str | None]:
-        file, display, base, commit = self._prepare_manifest(source)
+    def _keep_manifest_edits(self, git_dir: Path, work: Path, commit: str, force: bool) -> list[str]:
+        """Before the manifest checkout moves to ``commit``: refuse to overwrite edits or local
+        commits there, or with ``force`` back them up like a project's (ref + stash)."""
+        if not (work / ".git").is_file() or not (git_dir / "index").is_file():
+            return []
+        status = gitops.run([f"--work-tree={work}", "status", "--porcelain=v1", "--untracked-files=normal"],
+                            git_dir=git_dir, cwd=work)
+        files = [line[3:] for line in status.splitlines() if line.strip()]
+        head = gitops.read_head(git_dir)
+        local = gitops.local_commit_count(git_dir, head, [commit]) if head and head != commit else 0
+        if not files and not local:
+            return []
+        if not force:
+            what = f"edits to {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}" if files else ""
+            what += (" and " if what else "") + (f"{local} local commit{'s' * (local != 1)}" if local else "")
+            raise WorkspaceError(
+                f"{work}: {what} in the manifest checkout; sync would overwrite them",
+                hint=f"put local changes in {self.local_manifests_dir}/*.xml instead, "
+                     "or use --force to back them up and sync")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        saved = gitops.backup_work(git_dir, work, head=head if local else None, dirty=bool(files),
+                                   ref=BACKUP_PREFIX + stamp, message=f"orch sync backup {stamp}", stash=True)
+        return [f"manifest: {where}" for where in saved]
+
+    def load_manifest(self, source: ManifestSource, groups: Sequence[str] = ("default",), *,
+                      force: bool = False, backup: list[str] | None = None) -> tuple[Manifest, str | None]:
+        file, display, base, commit = self._prepare_manifest(source, force, backup)
         include_root = file.parent if source.path else self.meta_dir / "manifest"
         locals_ = sorted(self.local_manifests_dir.glob("*.xml")) if self.local_manifests_dir.is_dir() else []
         manifest = load_manifest(file, manifest_url=base, local_manifests=locals_, display=display,
@@ -465,7 +496,8 @@ class Workspace:
             if source is None:
                 source = previous.manifest.source if previous else ManifestSource.shipped_default()
             groups = list(groups or (previous.manifest.groups if previous else ["default"]))
-            manifest, commit = self.load_manifest(source, groups)
+            manifest_backup: list[str] = []
+            manifest, commit = self.load_manifest(source, groups, force=force, backup=manifest_backup)
             record = ManifestRecord(
                 source=source, commit=commit, groups=groups,
                 local_manifests=sorted(p.name for p in self.local_manifests_dir.glob("*.xml")),
@@ -491,7 +523,8 @@ class Workspace:
                     state.failed[p.path] = result.reason or "failed"
                 elif p in synced and result.sha:
                     state.projects[p.path] = self._record(p, result)
-            report = SyncReport(self.root, source.describe(), commit, results, links, orphans)
+            report = SyncReport(self.root, source.describe(), commit, results, links, orphans,
+                                manifest_backup)
             if not report.nothing_to_do or previous is None or previous.manifest != record:
                 self.save_state(state)
             return report
@@ -663,18 +696,8 @@ class Workspace:
 
     def _backup(self, git_dir: Path, checkout: Path, head: str | None, dirty: bool, stamp: str) -> list[str]:
         """Keep the user's work: HEAD under ``refs/orch/backup/<stamp>``, changes in a stash."""
-        saved: list[str] = []
-        if head:
-            ref = BACKUP_PREFIX + stamp
-            gitops.run(["update-ref", ref, head], git_dir=git_dir)
-            saved.append(ref)
-        if dirty:
-            config = gitops.identity_config(git_dir)
-            gitops.run([f"--work-tree={checkout}", "stash", "push", "--include-untracked", "--quiet",
-                        "-m", f"orch sync backup {stamp}"], git_dir=git_dir, cwd=checkout, config=config)
-            stash = gitops.run(["rev-parse", "refs/stash"], git_dir=git_dir)
-            saved.append(f"stash@{{0}} ({stash[:12]})")
-        return saved
+        return gitops.backup_work(git_dir, checkout, head=head, dirty=dirty, ref=BACKUP_PREFIX + stamp,
+                                  message=f"orch sync backup {stamp}", stash=True)
 
     # linkfile / copyfile
 

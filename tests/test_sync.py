@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -354,6 +355,42 @@ def test_dirty_project_is_skipped_and_survives(server: Server, synced: Path,
     assert git(synced / "kernel", "rev-parse", "HEAD") == new
     assert git(synced / "kernel", "show", "stash@{0}:README") == "my edit"
     assert git(synced / "kernel", "show", "stash@{0}^3:notes.txt") == "untracked"
+
+
+def test_forced_backup_names_the_stash_by_sha(server: Server, synced: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """``stash@{0}`` names another stash once the user stashes again: the SHA does not."""
+    kernel = synced / "kernel"
+    (kernel / "README").write_text("my edit\n")
+    move_kernel_pin(server)
+    code, report = sync_json(capsys, synced, "--force")
+    assert code == 0
+    backup = " ".join(next(p["backup"] for p in report["projects"] if p["path"] == "kernel"))
+    sha = re.search(r"\b[0-9a-f]{40}\b", backup)
+    assert sha, backup
+    (kernel / "README").write_text("a later edit\n")
+    git(kernel, "stash", "push", "-q", "-m", "mine")
+    assert git(kernel, "show", f"{sha[0]}:README") == "my edit"
+    assert "orch sync backup" in git(kernel, "stash", "list"), "still in the stash list"
+
+
+def test_edits_in_the_manifest_checkout_stop_sync_unless_forced(
+        server: Server, synced: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clone = synced / ".orch" / "manifest"
+    (clone / "default.xml").write_text("<manifest/>\n")
+    (clone / "extra.xml").write_text("mine\n")
+    move_kernel_pin(server)  # a new manifest commit: sync must move the checkout
+    code, _out, err = orch(capsys, "sync", "-w", str(synced), "-q")
+    assert code == 2
+    assert "default.xml" in err and "extra.xml" in err and "local_manifests" in err, err
+    assert (clone / "default.xml").read_text() == "<manifest/>\n"
+    code, report = sync_json(capsys, synced, "--force")
+    assert code == 0, report
+    sha = re.search(r"\b[0-9a-f]{40}\b", " ".join(report["manifest_backup"]))
+    assert sha, report["manifest_backup"]
+    assert git(clone, "show", f"{sha[0]}:default.xml") == "<manifest/>"
+    assert git(clone, "show", f"{sha[0]}^3:extra.xml") == "mine"
+    assert "<manifest/>" not in (clone / "default.xml").read_text()
 
 
 def test_local_commits_are_skipped_then_backed_up(server: Server, synced: Path,

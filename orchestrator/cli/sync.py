@@ -66,6 +66,8 @@ def report_table(report: SyncReport) -> Table | str:
     for link in report.links:
         if link.action != "unchanged":
             table.add_row(link.dest, f"{link.kind} {link.action}", "", link.reason or "")
+    for where in report.manifest_backup:
+        table.add_row(".orch/manifest", "forced", "", f"backup: {where}")
     for orphan in report.orphans:
         table.add_row(orphan, "orphaned", "", "no longer in the manifest; left in place")
     unchanged = sum(p.action == "unchanged" for p in report.projects)
@@ -93,4 +95,5 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
 def vars_of(report: SyncReport) -> dict[str, Any]:
     return {"workspace": report.workspace, "manifest": report.manifest,
             "manifest_commit": report.manifest_commit, "projects": report.projects,
-            "links": report.links, "orphans": report.orphans}
+            "links": report.links, "orphans": report.orphans,
+            "manifest_backup": report.manifest_backup}
