@@ -432,16 +432,16 @@ def _run_variant(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Track
         try:
             result = _build_in_tree(ctx, shared, plan, tracker, task)
         except OSError as exc:
-            remove_variant_tree(ctx.root, name, ctx.tree, git_lock=shared.git_lock)
+            remove_variant_tree(ctx.root, name, ctx.tree, git_lock=shared.git_lock, warn=ctx.ui.warn)
             if exc.errno == errno.ENOSPC:
                 raise _disk_full(exc, ctx.root) from None
             raise
         except BaseException:
-            remove_variant_tree(ctx.root, name, ctx.tree, git_lock=shared.git_lock)
+            remove_variant_tree(ctx.root, name, ctx.tree, git_lock=shared.git_lock, warn=ctx.ui.warn)
             tracker.done(task, "interrupted" if shared.cancel.is_set() else "error")
             raise
     if not result.ok:
-        remove_variant_tree(ctx.root, name, ctx.tree, git_lock=shared.git_lock)
+        remove_variant_tree(ctx.root, name, ctx.tree, git_lock=shared.git_lock, warn=ctx.ui.warn)
     tracker.done(task, f"{result.status} ({result.metadata.get('duration', 0):.1f} s)")
     return result
 
@@ -450,7 +450,8 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
                    task: int) -> BuildResult:
     tracker.advance(task, 0, status="preparing")
     variant, ready = prepare_variant_tree(ctx.root, plan.variant.name, ctx.tree, shared.commits,
-                                          shared.links, plan.tree_key, git_lock=shared.git_lock)
+                                          shared.links, plan.tree_key, git_lock=shared.git_lock,
+                                          warn=ctx.ui.warn)
     if not ready:
         if plan.patchsets:
             (ctx.apply or _default_apply())(variant.tree, plan.patchsets)

@@ -6,6 +6,10 @@ and copyfiles, e.g. ``init-build.sh``), ``build/`` is its build directory. The u
 checkouts are only read (``git worktree add`` writes into the project's git dir, never its
 files). A tree is kept after a successful build, so the next build of the same variant is
 incremental; :func:`remove_variant_tree` deletes it and prunes the worktrees on failure.
+
+Work a user leaves in a variant's worktree (edits, untracked files, commits beyond what orch
+put there) is never thrown away: before a worktree is reset or removed it is committed under
+``refs/orch/backup/variants/<variant>/<project path>/<stamp>`` in the project's repository.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import git
@@ -28,6 +33,9 @@ from orchestrator.tree import ProjectCheckout, SourceTree
 
 VARIANTS_DIR = Path(".orch") / "variants"
 _READY = "tree.key"
+_HEADS = "heads.json"  # each worktree's HEAD as orch left it (patches applied)
+BACKUP_PREFIX = "refs/orch/backup/variants/"
+Warn = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,50 @@ def _reset_worktree(directory: Path, commit: str) -> None:
     _drop_patch_branches(directory)
 
 
+def _orch_heads(base: Path) -> dict[str, str]:
+    try:
+        heads = json.loads((base / _HEADS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in heads.items()} if isinstance(heads, dict) else {}
+
+
+def _save_user_work(base: Path, path: str, pinned: str, warn: Warn | None) -> None:
+    """Back up what the user did in the worktree ``base/src/path`` before orch resets or removes
+    it: uncommitted changes (untracked files too) and commits that neither the pinned commit nor
+    the HEAD orch left there (its patches, or without a record, its patch branches) contain."""
+    directory = base / "src" / path
+    if not (directory / ".git").is_file():
+        return
+    try:
+        git_dir = Path(_git(directory, "rev-parse", "--absolute-git-dir"))
+        head = gitops.read_head(git_dir)
+        modified, untracked = gitops.worktree_changes(git_dir, directory)
+        orch_head = _orch_heads(base).get(path)
+        known = [pinned, orch_head] if orch_head else [pinned, *_patch_branches(directory)]
+        local = gitops.local_commit_count(git_dir, head, known) if head and head != pinned else 0
+        if not (modified or untracked or local):
+            return
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        ref = f"{BACKUP_PREFIX}{base.name}/{path}/{stamp}"
+        gitops.backup_work(git_dir, directory, head=head, dirty=bool(modified or untracked), ref=ref,
+                           message=f"orch variant {base.name} backup {stamp}", stash=False)
+    except (InfraError, git.GitError) as exc:
+        raise WorkspaceError(f"{directory}: could not back up your work there before resetting it: "
+                             f"{exc}", hint="save it yourself, then build again") from None
+    if warn is not None:
+        what = [f"{n} {word}{'s' * (n != 1)}" for n, word in
+                ((modified, "uncommitted change"), (untracked, "untracked file"), (local, "commit"))
+                if n]
+        warn(f"variant {base.name}: your {', '.join(what)} in {directory} saved as {ref} "
+             f"(see: git -C {path} show {ref})")
+
+
+def _patch_branches(directory: Path) -> list[str]:
+    name = Path(_repo(directory).git_dir).name
+    return _git(directory, "for-each-ref", "--format=%(refname)", f"refs/heads/orch-worktree/{name}/").split()
+
+
 def _remove_worktree(source: ProjectCheckout, directory: Path) -> None:
     if (directory / ".git").is_file():
         with contextlib.suppress(InfraError, git.GitError):
@@ -199,13 +251,15 @@ def prepare_variant_tree(
     links: Sequence[FileLink],
     key: str,
     git_lock: threading.Lock | None = None,
+    warn: Warn | None = None,
 ) -> tuple[VariantTree, bool]:
     """The variant's tree with every project at ``commits[path]`` and the links in place.
 
     Returns ``(tree, ready)``: ``ready`` is True when the tree was left by an earlier
     :func:`mark_ready` with the same ``key`` and is reused untouched (its patches applied,
     mtimes kept, so ninja rebuilds nothing); otherwise the worktrees are (re)set to the
-    pristine commits and the caller applies its patchsets, then calls :func:`mark_ready`."""
+    pristine commits and the caller applies its patchsets, then calls :func:`mark_ready`.
+    The user's work in a worktree is backed up first (``warn`` says where)."""
     base = variant_base(root, name)
     src = base / "src"
     projects = {
@@ -222,31 +276,39 @@ def prepare_variant_tree(
     src.mkdir(parents=True, exist_ok=True)
     (base / "build").mkdir(parents=True, exist_ok=True)
     for path, checkout in source.projects.items():
+        _save_user_work(base, path, commits[path], warn)
         if matches[path]:
             _reset_worktree(src / path, commits[path])
         else:
             with lock:
                 _add_worktree(checkout, src / path, commits[path])
+    (base / _HEADS).unlink(missing_ok=True)
     _place_links(src, variant.tree, links)
     return variant, False
 
 
 def mark_ready(variant: VariantTree, key: str) -> None:
-    """Record that the tree holds exactly the inputs ``key`` describes (patches applied)."""
+    """Record that the tree holds exactly the inputs ``key`` describes (patches applied), and
+    each worktree's HEAD: commits beyond it are the user's."""
+    heads = {path: head_commit(checkout.directory) for path, checkout in variant.tree.projects.items()}
+    (variant.base / _HEADS).write_text(json.dumps(heads, indent=1) + "\n")
     (variant.base / _READY).write_text(key + "\n")
 
 
 def remove_variant_tree(root: Path, name: str, source: SourceTree, *, keep_build: bool = False,
-                        git_lock: threading.Lock | None = None) -> None:
-    """Remove the variant's worktrees (pruned from each project's git dir) and its files."""
+                        git_lock: threading.Lock | None = None, warn: Warn | None = None) -> None:
+    """Remove the variant's worktrees (pruned from each project's git dir) and its files, after
+    backing up the user's work in them (``warn`` says where)."""
     base = variant_base(root, name)
     lock = git_lock or threading.Lock()
     with lock:
         for path, checkout in source.projects.items():
             directory = base / "src" / path
             if directory.exists() or directory.is_symlink():
+                _save_user_work(base, path, checkout.pinned, warn)
                 _remove_worktree(checkout, directory)
     (base / _READY).unlink(missing_ok=True)
+    (base / _HEADS).unlink(missing_ok=True)
     if (base / "src").exists():
         shutil.rmtree(base / "src")
     if not keep_build and (base / "build").exists():
