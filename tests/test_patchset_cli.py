@@ -41,6 +41,19 @@ def test_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
     assert data["variants"]["4k"]["expect"]["verdict"] == "fail"
 
 
+def test_list_shows_a_broken_patchset_beside_the_others(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "patchset.toml").write_text("description = [unclosed\n")
+    code, out, err = orch(capsys, "patchset", "list", "--json", "--patchsets", str(tmp_path))
+    assert code == EXIT_USAGE
+    rows = {p["name"]: p for p in json.loads(out)["patchsets"]}
+    assert "largepage" in rows and "patchset.toml" in rows["broken"]["error"]
+    assert "broken" in err
+    code, out, _ = orch(capsys, "patchset", "list", "--patchsets", str(tmp_path))
+    assert code == EXIT_USAGE and "largepage" in out and "broken" in out
+
+
 def test_check_apply_status_revert_on_a_synced_workspace(ws: Path, capsys: pytest.CaptureFixture[str],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # a wide terminal, so status rows are not cut

@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator import patchset as lib
 from orchestrator.cli.common import workspace_root
-from orchestrator.errors import EXIT_FAIL, EXIT_OK, InputError
+from orchestrator.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, InputError
 from orchestrator.patchcheck import CheckReport, Status
 from orchestrator.tree import SourceTree
 from orchestrator.ui import UI
@@ -101,13 +102,21 @@ def handle_list(args: argparse.Namespace, ui: UI) -> int:
     rows: list[dict[str, Any]] = []
     table = _table("patchsets", "patchset", "requires", "projects", "description", "from")
     for name, directory in lib.available_patchsets(search).items():
-        ps = lib.load_patchset(name, [directory.parent])
+        try:
+            ps = lib.load_patchset(name, [directory.parent])
+        except InputError as error:  # list the others; this one shows its error, and exit 2
+            rows.append({"name": name, "error": error.message, "directory": str(directory)})
+            table.add_row(name, "", "", f"[red]broken:[/] {escape(error.message)}", str(directory))
+            continue
         rows.append({"name": name, "description": ps.description, "requires": ps.requires,
                      "projects": list(ps.projects), "directory": str(directory)})
         table.add_row(name, ", ".join(ps.requires), "\n".join(ps.projects), ps.description, str(directory))
     ui.result({"search_path": [str(p) for p in search], "patchsets": rows},
               table if rows else "no patchsets found on " + os.pathsep.join(map(str, search)))
-    return EXIT_OK
+    broken = [row for row in rows if "error" in row]
+    for row in broken:
+        ui.err.print(f"error: {row['error']}", highlight=False, markup=False)
+    return EXIT_USAGE if broken else EXIT_OK
 
 
 def handle_show(args: argparse.Namespace, ui: UI) -> int:
