@@ -657,7 +657,8 @@ def refresh(tree: SourceTree, patchset: Patchset) -> RefreshReport:
     """Regenerate ``patchset``'s patch files and sha256s from the commits on its branches.
 
     The commits of a project are those on ``orch/<name>`` above the pinned SHA and above any
-    other orch branch it contains (the required patchsets). File names stay as they were,
+    other orch branch it contains (the required patchsets, which must all still be below it:
+    commits of theirs rewritten on this branch stop the refresh). File names stay as they were,
     by position; extra commits get new ``git format-patch`` names, missing ones are removed.
     """
     report = RefreshReport(patchset.name)
@@ -672,6 +673,7 @@ def refresh(tree: SourceTree, patchset: Patchset) -> RefreshReport:
                     f"(no branch {branch.removeprefix('refs/heads/')})",
                     hint=f"run `orch patchset apply {patchset.name}` and edit the commits there",
                 )
+            _require_below(repo, patchset, project, branch)
             below = [
                 r for r in repo.run("for-each-ref", "--format=%(refname)", "--merged", branch,
                                     f"refs/heads/{repo.namespace}/").split() if r != branch
@@ -688,6 +690,25 @@ def refresh(tree: SourceTree, patchset: Patchset) -> RefreshReport:
     patchset.projects = new_projects
     write_config(patchset)
     return report
+
+
+def _require_below(repo: _Repo, patchset: Patchset, project: str, branch: str) -> None:
+    """Each required patchset's branch (as it is now) must be below ``branch``: otherwise its
+    commits were rewritten on ``branch`` and which commits are whose cannot be told."""
+    for required in patchset.requires:
+        below = repo.branch(required)
+        if repo.ref_sha(below) is None:
+            continue
+        try:
+            repo.run("merge-base", "--is-ancestor", below, branch)
+        except GitCommandError:
+            short = below.removeprefix("refs/heads/")
+            raise WorkspaceError(
+                f"{patchset.name}: in {project}, {branch.removeprefix('refs/heads/')} no longer contains "
+                f"{short}: the commits of required patchset '{required}' were rewritten there",
+                hint=f"make the change on {short}, run `orch patchset refresh {required}` first, "
+                     f"then re-apply {patchset.name} on top",
+            ) from None
 
 
 def _replace_series(

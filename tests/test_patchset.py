@@ -384,6 +384,30 @@ def test_round_trip_import_apply_amend_refresh_revert_apply(tree: SourceTree, tm
     assert tree_ids(tree) == amended
 
 
+def test_refresh_refuses_commits_of_a_required_patchset_rewritten_on_its_branch(
+        tree: SourceTree, tmp_path: Path) -> None:
+    """Amending vm-2g's commit while on largepage's branch must not put it into largepage."""
+    mine = tmp_path / "mine"
+    shutil.copytree(SHIPPED[0], mine)
+    search = [mine]
+    lib.apply(tree, lib.resolve(["largepage"], search))
+    d = tree.project(EXAMPLES).directory
+    top = git(d, "rev-parse", "HEAD")
+    git(d, "checkout", "-q", "--detach", "HEAD~1")  # vm-2g's commit
+    devices = d / DEVICES
+    devices.write_text(devices.read_text() + "/* amended */\n")
+    git(d, "commit", "-q", "-a", "--amend", "--no-edit")
+    git(d, "cherry-pick", top)
+    git(d, "branch", "-f", "orch/largepage", "HEAD")
+    git(d, "checkout", "-q", "orch/largepage")
+    before = {p.relative_to(mine): p.read_bytes() for p in mine.rglob("*") if p.is_file()}
+
+    with pytest.raises(WorkspaceError) as error:
+        lib.refresh(tree, lib.load_patchset("largepage", search))
+    assert "orch patchset refresh vm-2g" in str(error.value.hint)
+    assert {p.relative_to(mine): p.read_bytes() for p in mine.rglob("*") if p.is_file()} == before
+
+
 def test_import_from_a_directory_of_format_patch_files(tmp_path: Path, tree: SourceTree) -> None:
     shipped = lib.load_patchset("vm-2g", SHIPPED)
     ps = lib.import_patchset("copy", shipped.directory, tmp_path / "ps")
