@@ -680,7 +680,7 @@ class Workspace:
         if local:
             problems.append(f"{local} local commit{'s' * (local != 1)} not upstream")
         if problems and not (ctx.force or interrupted):
-            return self._skip(result, ", ".join(problems) + " (use --force to back them up and sync)")
+            return self._skip(result, ", ".join(problems) + _how_to_proceed(git_dir))
         if problems or (interrupted and not first):
             result.backup = self._backup(git_dir, checkout, head, modified + untracked > 0, ctx.stamp)
             result.action = "repaired" if interrupted else "forced"
@@ -858,3 +858,11 @@ def clone_failure(what: str, source: str, error: GitCommandError) -> OrchError:
     return InfraError(f"{what}: cloning {source} failed: {gitops.stderr_of(error)}",
                       hint="check the URL and your network, or use --mirror DIR")
 
+
+def _how_to_proceed(git_dir: Path) -> str:
+    """The hint for a skipped project: take an applied patchset off, or --force a backup."""
+    branch = gitops.head_branch(git_dir) or ""
+    if branch.startswith("orch/"):
+        return (f" (patchset '{branch.removeprefix('orch/')}' is applied: "
+                "`orch patchset revert` first, or use --force to back up and sync)")
+    return " (use --force to back them up and sync)"

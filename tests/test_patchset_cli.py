@@ -118,3 +118,17 @@ def test_bad_input_is_one_line_and_exit_2(ws: Path, capsys: pytest.CaptureFixtur
     code, _, err = orch(capsys, "patchset", "apply", "no-such", "-w", str(ws))
     assert code == EXIT_USAGE
     assert "unknown patchset 'no-such'" in err.splitlines()[0]
+
+
+def test_sync_leaves_an_applied_patchset_alone_and_says_how_to_proceed(
+    ws: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
+    code, _, err = orch(capsys, "patchset", "apply", "largepage", "-w", str(ws))
+    assert code == EXIT_OK, err
+    head = git(ws / EXAMPLES, "rev-parse", "HEAD")
+    code, out, err = orch(capsys, "sync", "-w", str(ws), "--json")
+    assert code == EXIT_FAIL
+    skipped = {p["path"]: p for p in json.loads(out)["projects"] if p["action"] == "skipped"}
+    assert "patchset 'largepage' is applied: `orch patchset revert` first" in skipped[EXAMPLES]["reason"]
+    assert git(ws / EXAMPLES, "rev-parse", "HEAD") == head
