@@ -129,8 +129,12 @@ def identity_config(git_dir: Path) -> list[str]:
 
 
 def worktree_changes(git_dir: Path, checkout: Path) -> tuple[int, int]:
-    """(modified or staged paths, untracked paths) of a checkout; ignored files do not count."""
-    out = run([f"--work-tree={checkout}", "status", "--porcelain=v1", "--untracked-files=normal"],
+    """(modified or staged paths, untracked paths) of a checkout; ignored files do not count.
+
+    Read-only (``--no-optional-locks``: no index refresh is written), so it works on a full
+    disk, where a failed build's tree must still be checked before it is removed."""
+    out = run(["--no-optional-locks", f"--work-tree={checkout}", "status", "--porcelain=v1",
+               "--untracked-files=normal"],
               git_dir=git_dir, cwd=checkout)
     modified = untracked = 0
     for line in out.splitlines():

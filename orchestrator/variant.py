@@ -298,18 +298,27 @@ def mark_ready(variant: VariantTree, key: str) -> None:
 def remove_variant_tree(root: Path, name: str, source: SourceTree, *, keep_build: bool = False,
                         git_lock: threading.Lock | None = None, warn: Warn | None = None) -> None:
     """Remove the variant's worktrees (pruned from each project's git dir) and its files, after
-    backing up the user's work in them (``warn`` says where)."""
+    backing up the user's work in them (``warn`` says where). A worktree whose work cannot be
+    backed up is kept, with a warning, rather than lost; this runs on failure paths, so it
+    never raises over the error that brought it here."""
     base = variant_base(root, name)
     lock = git_lock or threading.Lock()
+    kept: list[Path] = []
     with lock:
         for path, checkout in source.projects.items():
             directory = base / "src" / path
             if directory.exists() or directory.is_symlink():
-                _save_user_work(base, path, checkout.pinned, warn)
+                try:
+                    _save_user_work(base, path, checkout.pinned, warn)
+                except WorkspaceError as exc:
+                    kept.append(directory)
+                    if warn is not None:
+                        warn(f"variant {name}: kept {directory}: {exc.message}")
+                    continue
                 _remove_worktree(checkout, directory)
     (base / _READY).unlink(missing_ok=True)
     (base / _HEADS).unlink(missing_ok=True)
-    if (base / "src").exists():
+    if (base / "src").exists() and not kept:
         shutil.rmtree(base / "src")
     if not keep_build and (base / "build").exists():
         shutil.rmtree(base / "build")

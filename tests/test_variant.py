@@ -76,3 +76,20 @@ def test_orchs_own_patches_are_not_backed_up(source: SourceTree) -> None:
     prepare(source, "two", warnings)
     remove_variant_tree(source.root, "lp", source, warn=warnings.append)
     assert backups(source) == [] and warnings == []
+
+
+def test_a_tree_whose_work_cannot_be_backed_up_is_kept_not_lost(source: SourceTree) -> None:
+    warnings: list[str] = []
+    kernel = prepare(source, "one", warnings)
+    (kernel / "README").write_text("my edit\n")
+    # A file where the backup ref's directory must go: the backup cannot be written.
+    common = Path(git(source.projects["kernel"].directory, "rev-parse", "--git-common-dir"))
+    if not common.is_absolute():
+        common = source.projects["kernel"].directory / common
+    (common / "refs/orch/backup/variants").mkdir(parents=True)
+    (common / "refs/orch/backup/variants/lp").write_text("in the way\n")
+
+    remove_variant_tree(source.root, "lp", source, warn=warnings.append)  # must not raise
+
+    assert (kernel / "README").read_text() == "my edit\n"
+    assert len(warnings) == 1 and "kept" in warnings[0] and str(kernel) in warnings[0], warnings
