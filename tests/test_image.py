@@ -290,13 +290,13 @@ BUILD_MIN_TOOLS = (
 
 @pytest.mark.docker
 def test_orch_image_build_makes_the_build_min_stage(capsys: pytest.CaptureFixture[str]) -> None:
-    base = os.environ.get("ORCH_TEST_BASE_IMAGE")
-    if not base:
-        missing("ORCH_TEST_BASE_IMAGE is not set (a debootstrap'd Debian bookworm image)")
+    base = os.environ.get("ORCH_TEST_BASE_IMAGE", "orch-test-base:bookworm")
     try:
         client = image.connect()
     except InfraError as error:
         missing(str(error))
+    if image.find_image(client, base) is None:
+        missing(f"base image {base} not present (a debootstrap'd bookworm; set ORCH_TEST_BASE_IMAGE)")
     argv = ["image", "build", "--target", "build-min", "--base-image", str(base), "--json"]
     assert main(argv) == 0
     built = json.loads(capsys.readouterr().out)
