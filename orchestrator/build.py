@@ -422,7 +422,7 @@ def _disk_full(error: OSError, where: Path) -> InfraError:
 
 def _run_variant(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tracker) -> BuildResult:
     name = plan.variant.name
-    task = tracker.add(name, total=None)
+    task = tracker.add(f"build {name}", total=None)
     if not ctx.rebuild and (hit := _cached(ctx, plan)) is not None:
         tracker.done(task, "cached")
         return hit
@@ -442,7 +442,8 @@ def _run_variant(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Track
             raise
     if not result.ok:
         remove_variant_tree(ctx.root, name, ctx.tree, git_lock=shared.git_lock, warn=ctx.ui.warn)
-    tracker.done(task, f"{result.status} ({result.metadata.get('duration', 0):.1f} s)")
+    word = "built" if result.ok else "BUILD FAILED"
+    tracker.done(task, f"{word} ({result.metadata.get('duration', 0):.1f} s)")
     return result
 
 
