@@ -27,7 +27,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -207,7 +207,8 @@ def run_key(spec: RunSpec, image_sha256: str, launcher: Launcher) -> str:
 
 
 def boot(build: BuildResult, spec: BuildSpec, opts: Options, launcher: _TrackingLauncher,
-         ui: UI) -> tuple[dict[str, Any], bool, Path]:
+         ui: UI, on_milestone: Callable[[str, float], None] | None = None
+         ) -> tuple[dict[str, Any], bool, Path]:
     """Boot one build, or reuse an identical earlier run. Returns (record, cached, its dir)."""
     run_spec = run_spec_for(build, spec, opts)
     image_sha = sha256_of(run_spec.image) or ""
@@ -222,7 +223,8 @@ def boot(build: BuildResult, spec: BuildSpec, opts: Options, launcher: _Tracking
         except (OSError, ValueError):
             pass
     shutil.rmtree(directory, ignore_errors=True)
-    run_spec = dataclasses.replace(run_spec, output_dir=directory, launcher=launcher)
+    run_spec = dataclasses.replace(run_spec, output_dir=directory, launcher=launcher,
+                                   on_milestone=on_milestone)
     record = run_image(run_spec, ui).to_dict()
     return record, False, directory
 
@@ -484,7 +486,11 @@ def boot_all(builds: Sequence[BuildResult], spec: BuildSpec, opts: Options,
         max_workers=workers, thread_name_prefix="boot"
     ) as pool:
         tasks = {b.variant: tracker.add(f"boot {b.variant}") for b in builds}
-        futures = {pool.submit(boot, b, spec, opts, launcher, UI.silent() if workers > 1 else ui): b
+        def show_milestone(variant: str) -> Callable[[str, float], None]:
+            return lambda name, at: tracker.advance(tasks[variant], 0, status=f"{name} at {at:.1f} s")
+
+        futures = {pool.submit(boot, b, spec, opts, launcher, UI.silent() if workers > 1 else ui,
+                               show_milestone(b.variant)): b
                    for b in builds}
         try:
             for future in concurrent.futures.as_completed(futures):

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
@@ -75,6 +75,9 @@ class RunSpec:
     login: LoginScript | None = field(default_factory=LoginScript)
     output_dir: Path | None = None
     launcher: Launcher | None = None
+    # Called with (milestone, seconds since QEMU started) as each milestone is reached, so a
+    # caller running several boots (orch build) can show progress without the console.
+    on_milestone: Callable[[str, float], None] | None = None
 
 
 # -- launching ----------------------------------------------------------------------------------
@@ -374,9 +377,12 @@ class _Observer:
     """What the person watching sees: the raw console with -v, else a live summary line
     (or a plain line per milestone off a terminal)."""
 
-    def __init__(self, ui: UI, label: str) -> None:
+    def __init__(self, ui: UI, label: str,
+                 on_milestone: Callable[[str, float], None] | None = None) -> None:
         self.ui = ui
         self.label = label
+        self.on_milestone = on_milestone
+        self._announced: set[str] = set()
         self._status: Any = None
         self._last_update = 0.0
         self._reported: set[str] = set()
@@ -397,6 +403,11 @@ class _Observer:
             self.ui.err.file.flush()
 
     def progress(self, elapsed: float, matcher: ConsoleMatcher, force: bool = False) -> None:
+        if self.on_milestone is not None:
+            for name, at in matcher.milestones.items():
+                if name not in self._announced:
+                    self._announced.add(name)
+                    self.on_milestone(name, at)
         if self._status is not None and (force or elapsed - self._last_update >= 0.2):
             self._last_update = elapsed
             last = matcher.last_milestone or "-"
@@ -732,7 +743,8 @@ def run_image(spec: RunSpec, ui: UI) -> RunRecord:
     )
     started = time.monotonic()
     try:
-        with _console_log(spec.output_dir) as log, _Observer(ui, spec.image.name) as observer:
+        with (_console_log(spec.output_dir) as log,
+              _Observer(ui, spec.image.name, spec.on_milestone) as observer):
             while True:
                 record.qemu_command, record.memory = argv, argv_memory(argv)
                 if log is not None:

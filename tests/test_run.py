@@ -88,6 +88,14 @@ def test_failure_console_fails_with_allocator_cause_at_once(images: dict[str, Pa
     assert b"\x1b[32mseL4(CPU 0)\x1b[0m" in raw and b"Failed to allocate page\r\n" in raw
 
 
+def test_each_milestone_is_announced_once_as_it_is_reached(images: dict[str, Path], tmp_path: Path) -> None:
+    seen: list[tuple[str, float]] = []
+    record = run(images["login"], tmp_path, memory="512", login=None,
+                 on_milestone=lambda name, at: seen.append((name, at)))
+    assert [name for name, _ in seen] == list(record.milestones)
+    assert all(at == pytest.approx(record.milestones[name], abs=0.01) for name, at in seen)
+
+
 def test_login_console_passes_and_reads_guest_memory(images: dict[str, Path], tmp_path: Path) -> None:
     record = run(images["login"], tmp_path, memory="512")
     assert (record.verdict, record.cause, record.exit_code) == ("pass", None, 0)
