@@ -22,6 +22,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -329,6 +330,9 @@ def _binds(ctx: BuildContext, variant: VariantTree, plan: _Plan) -> list[Bind]:
     return binds
 
 
+_NINJA_PROGRESS = re.compile(r"\[(\d+)/(\d+)\] ")  # ninja's "[12/345] Building C object ..."
+
+
 class _Log:
     """The build log file, a bounded tail for the failure line, and -v echo to the UI."""
 
@@ -350,6 +354,8 @@ class _Log:
             if line.startswith("::orch-step::"):
                 step = line.split()[1].rstrip(":")
                 self.tracker.advance(self.task, 0, status={"configure": "configuring"}.get(step, "building"))
+            elif progress := _NINJA_PROGRESS.match(line):
+                self.tracker.advance(self.task, 0, status=f"ninja {progress[1]}/{progress[2]}")
             if self.ui.verbose:
                 self.ui.info(f"[dim]{self.variant}:[/] {line}")
 

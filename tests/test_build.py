@@ -236,3 +236,27 @@ def test_ctrl_c_stops_the_build_and_leaves_nothing(tmp_path: Path) -> None:
 def test_result_error_is_none_on_success(tmp_path: Path) -> None:
     result = BuildResult("v", "pass", False, tmp_path, tmp_path / "build.log", {})
     assert result.error() is None
+
+
+def test_build_row_shows_the_step_and_ninjas_progress() -> None:
+    import io
+
+    from orchestrator.build import _Log
+    from orchestrator.ui import UI
+
+    statuses: list[str | None] = []
+
+    class Recorder:
+        def add(self, name: str, total: float | None = None) -> int:
+            return 1
+
+        def advance(self, task: int, amount: float = 1.0, status: str | None = None) -> None:
+            statuses.append(status)
+
+        def done(self, task: int, status: str) -> None:
+            pass
+
+    log = _Log(io.BytesIO(), UI.silent(), "4k", Recorder(), 1)
+    log(b"::orch-step:: configure\n-- Configuring done\n[1/20] Building C object a.o\n[20/2")
+    log(b"0] Linking C executable capdl-loader\n")
+    assert statuses == ["configuring", "ninja 1/20", "ninja 20/20"]
