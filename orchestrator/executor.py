@@ -163,6 +163,18 @@ def _split_image(image: str) -> tuple[str, str | None]:
     return image, "latest"
 
 
+def _stop_reason(job: Job, errors: Sequence[BaseException], deadline: float | None) -> str | None:
+    """Why a running job must be stopped now, if it must: its log pump failed, the user
+    interrupted, or its time ran out."""
+    if errors:
+        return "error"
+    if job.cancel.is_set():
+        return "interrupted"
+    if deadline is not None and time.monotonic() > deadline:
+        return "timeout"
+    return None
+
+
 @dataclass
 class DockerExecutor:
     """Runs jobs in containers of ``image`` on the engine ``docker.from_env()`` finds."""
@@ -278,12 +290,7 @@ class DockerExecutor:
         stopped: str | None = None
         while thread.is_alive():
             thread.join(_POLL)
-            if errors:
-                stopped = "error"
-            elif job.cancel.is_set():
-                stopped = "interrupted"
-            elif deadline is not None and time.monotonic() > deadline:
-                stopped = "timeout"
+            stopped = _stop_reason(job, errors, deadline)
             if stopped:
                 with contextlib.suppress(sdk_errors().DockerException):
                     container.kill()
@@ -389,12 +396,7 @@ class HostExecutor:
             while proc.poll() is None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(_POLL)
-                if errors:
-                    stopped = "error"
-                elif job.cancel.is_set():
-                    stopped = "interrupted"
-                elif deadline is not None and time.monotonic() > deadline:
-                    stopped = "timeout"
+                stopped = _stop_reason(job, errors, deadline)
                 if stopped:
                     break
         finally:

@@ -172,10 +172,16 @@ class BuildWorkspace:
 
 def _make_patch(scratch: Path, rel: str, old: str, new: str, subject: str) -> str:
     """A ``git format-patch`` of replacing ``old`` with ``new`` in ``rel`` (not pushed)."""
-    target = scratch / rel
-    text = target.read_text()
-    assert old in text, (rel, old)
-    target.write_text(text.replace(old, new))
+    return make_patch(scratch, {rel: (old, new)}, subject)
+
+
+def make_patch(scratch: Path, edits: dict[str, tuple[str, str]], subject: str) -> str:
+    """``git format-patch`` of the ``edits`` (path -> (old, new)), left uncommitted upstream."""
+    for rel, (old, new) in edits.items():
+        target = scratch / rel
+        text = target.read_text()
+        assert old in text, (rel, old)
+        target.write_text(text.replace(old, new))
     git(scratch, "commit", "-q", "-am", subject)
     patch = git(scratch, "format-patch", "-1", "--stdout", "HEAD") + "\n"
     git(scratch, "reset", "-q", "--hard", "HEAD~1")

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from buildfixture import FRAMES, kernel_files, tools_files
+from buildfixture import FRAMES, kernel_files, make_patch, tools_files
 from gitfixtures import Upstream, git, make_manifest_repo, make_upstream
 
 DEVICES = """/* vm_minimal on qemu-arm-virt: the guest's memory map (fixture). */
@@ -92,19 +92,6 @@ class E2EFixture:
         return str(self.manifest.bare)
 
 
-def _patch(scratch: Path, edits: dict[str, tuple[str, str]], subject: str) -> str:
-    """``git format-patch`` of the ``edits`` (path -> (old, new)), left uncommitted upstream."""
-    for rel, (old, new) in edits.items():
-        target = scratch / rel
-        text = target.read_text()
-        assert old in text, (rel, old)
-        target.write_text(text.replace(old, new))
-    git(scratch, "commit", "-q", "-am", subject)
-    patch = git(scratch, "format-patch", "-1", "--stdout", "HEAD") + "\n"
-    git(scratch, "reset", "-q", "--hard", "HEAD~1")
-    return patch
-
-
 def _write_patchset(directory: Path, toml: str, project: str, file: str, text: str) -> None:
     (directory / project).mkdir(parents=True)
     (directory / project / file).write_text(text)
@@ -141,11 +128,11 @@ def make_e2e_fixture(base: Path, *, expectations: bool = True) -> E2EFixture:
     xml = manifest_xml(kernel.head(), tools.head())
     manifest = make_manifest_repo(server, "manifest", {"default.xml": xml})
 
-    vm2g = _patch(kernel.scratch, {
+    vm2g = make_patch(kernel.scratch, {
         "apps/vm_minimal/settings.cmake": ('QEMU_MEMORY "1024"', 'QEMU_MEMORY "2048"'),
         "apps/vm_minimal/qemu-arm-virt/devices.camkes": ("VM_RAM_SIZE 0x20000000", "VM_RAM_SIZE 0x80000000"),
     }, "vm_minimal: give the guest 2 GiB")
-    largepage = _patch(kernel.scratch, {
+    largepage = make_patch(kernel.scratch, {
         "src/frames.h": ("#define FRAME_SIZE_BITS 12\n#define SCENARIO SCENARIO_FAIL\n"
                          "#define MEMPOOL_SIZE 0x5000000",
                          "#define FRAME_SIZE_BITS 21\n#define SCENARIO SCENARIO_LOGIN\n"
