@@ -679,6 +679,13 @@ def _judge_exit(attempt: _Attempt, record: RunRecord, launcher: Launcher) -> Non
         record.error = f"QEMU exited with status {status} before a verdict"
 
 
+EMPTY_CONSOLE_HINT = (
+    "the console stayed empty, not even the ELF-loader spoke: -m is probably not the image's "
+    "QEMU_MEMORY (it then loads outside guest RAM); pass --memory SIZE, or give the build "
+    "directory so the memory comes from its simulate script"
+)
+
+
 def _judge(attempt: _Attempt, matcher: ConsoleMatcher, record: RunRecord, launcher: Launcher) -> None:
     record.milestones = {k: round(v, 3) for k, v in matcher.milestones.items()}
     record.last_milestone = matcher.last_milestone
@@ -697,6 +704,8 @@ def _judge(attempt: _Attempt, matcher: ConsoleMatcher, record: RunRecord, launch
         record.verdict = "timeout"
         record.cause = "test-timeout" if matcher.booted else "boot-timeout"
         record.verdict_at = round(attempt.stopped_at, 3)
+        if attempt.console_bytes == 0:
+            record.hint = EMPTY_CONSOLE_HINT
     else:
         _judge_exit(attempt, record, launcher)
 

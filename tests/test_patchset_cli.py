@@ -114,6 +114,21 @@ def test_import_writes_into_the_first_patchsets_dir_and_refresh(ws: Path, tmp_pa
     assert "already match" in err
 
 
+def test_import_into_the_default_dir_says_how_to_find_it(ws: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ORCH_PATCHSETS", raising=False)
+    monkeypatch.setenv("COLUMNS", "300")
+    monkeypatch.chdir(tmp_path)
+    shipped = Path(__file__).resolve().parent.parent / "patchsets" / "vm-2g"
+    code, _, err = orch(capsys, "patchset", "import", "two", str(shipped))
+    assert code == EXIT_OK, err
+    assert f"export ORCH_PATCHSETS={tmp_path / 'patchsets'}" in err
+    monkeypatch.setenv("ORCH_PATCHSETS", str(tmp_path / "patchsets"))
+    code, _, err = orch(capsys, "patchset", "check", "two", "-w", str(ws))
+    assert code == EXIT_OK, err
+
+
 def test_bad_input_is_one_line_and_exit_2(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = orch(capsys, "patchset", "apply", "no-such", "-w", str(ws))
     assert code == EXIT_USAGE

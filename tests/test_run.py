@@ -145,6 +145,7 @@ def test_silent_hang_is_a_boot_timeout(images: dict[str, Path], tmp_path: Path) 
     record = run(images["silent"], tmp_path, timeout=30.0, boot_timeout=1.5)
     assert (record.verdict, record.cause, record.exit_code) == ("timeout", "boot-timeout", 1)
     assert record.milestones == {} and record.killed
+    assert record.hint is not None and "--memory" in record.hint  # an empty console: wrong -m?
 
 
 def test_hang_after_sel4_boot_is_a_test_timeout(images: dict[str, Path], tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,8 @@ def handle_revert(args: argparse.Namespace, ui: UI) -> int:
     table = _table("patchset revert", "project", "was on", "now at", "note")
     for proj in report.projects:
         note = f"kept commits on {proj.backup}" if proj.backup else ("" if proj.changed else "already pinned")
-        table.add_row(proj.project, proj.was[:40], proj.now[:12], note)
+        was = proj.was[:12] if re.fullmatch(r"[0-9a-f]{40}", proj.was) else proj.was  # a SHA, or a branch
+        table.add_row(proj.project, was, proj.now[:12], note)
     ui.result(report, table)
     return EXIT_OK
 
@@ -223,4 +225,14 @@ def handle_import(args: argparse.Namespace, ui: UI) -> int:
     ui.result({"name": ps.name, "directory": str(ps.directory),
                "patches": [{"project": r.project, "file": r.file, "sha256": r.sha256} for r in ps.patches()]},
               table)
+    ui.info(_after_import(ps.name, target, _search_path(args)))
     return EXIT_OK
+
+
+def _after_import(name: str, target: Path, search_path: list[Path]) -> str:
+    """The next step after an import; says how to reach ``target`` when it is not searched."""
+    if target in search_path:
+        return f"next: orch patchset check {name}"
+    return (f"{target} is not on the patchset search path: next, "
+            f"export ORCH_PATCHSETS={target.resolve()} (or pass --patchsets {target}), "
+            f"then orch patchset check {name}")
