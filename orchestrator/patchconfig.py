@@ -63,22 +63,30 @@ def check_name(name: str) -> str:
     return name
 
 
+LOCAL_DIR = Path("patchsets")  # ./patchsets: where `import` writes when no directory is named
+
+
 def patchset_search_path(cli_dirs: Sequence[str | Path] | None, env: Mapping[str, str]) -> list[Path]:
-    """``--patchsets`` directories, then ``$ORCH_PATCHSETS`` (os.pathsep list), then the shipped ones."""
+    """``--patchsets`` directories, then ``$ORCH_PATCHSETS`` (os.pathsep list), then
+    ``./patchsets`` if it exists (so what ``import`` wrote there is found), then the shipped ones."""
     dirs = [Path(d).expanduser() for d in cli_dirs or []]
     dirs += [Path(d).expanduser() for d in env.get(ENV_VAR, "").split(os.pathsep) if d]
-    dirs.append(shipped_dir("patchsets"))
+    shipped = shipped_dir("patchsets")
+    if LOCAL_DIR.is_dir() and LOCAL_DIR.resolve() != shipped.resolve():  # not in orch's own tree
+        dirs.append(LOCAL_DIR)
+    dirs.append(shipped)
     seen: list[Path] = []
     for d in dirs:
-        if d not in seen:
+        if all(d.resolve() != s.resolve() for s in seen):
             seen.append(d)
     return seen
 
 
 def import_target_dir(cli_dirs: Sequence[str | Path] | None, env: Mapping[str, str]) -> Path:
     """Where ``import`` writes: the first user directory, else ``./patchsets``."""
-    user = patchset_search_path(cli_dirs, env)[:-1]
-    return user[0] if user else Path("patchsets")
+    shipped = shipped_dir("patchsets").resolve()
+    user = [d for d in patchset_search_path(cli_dirs, env) if d.resolve() != shipped]
+    return user[0] if user else LOCAL_DIR
 
 
 def available_patchsets(search_path: Iterable[Path]) -> dict[str, Path]:

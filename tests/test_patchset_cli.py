@@ -114,18 +114,24 @@ def test_import_writes_into_the_first_patchsets_dir_and_refresh(ws: Path, tmp_pa
     assert "already match" in err
 
 
-def test_import_into_the_default_dir_says_how_to_find_it(ws: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_import_into_the_default_dir_is_found_from_there(ws: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ORCH_PATCHSETS", raising=False)
     monkeypatch.setenv("COLUMNS", "300")
     monkeypatch.chdir(tmp_path)
     shipped = Path(__file__).resolve().parent.parent / "patchsets" / "vm-2g"
     code, _, err = orch(capsys, "patchset", "import", "two", str(shipped))
     assert code == EXIT_OK, err
-    assert f"export ORCH_PATCHSETS={tmp_path / 'patchsets'}" in err
-    monkeypatch.setenv("ORCH_PATCHSETS", str(tmp_path / "patchsets"))
+    assert (tmp_path / "patchsets" / "two" / "patchset.toml").is_file()
+    assert "next: orch patchset check two" in err
     code, _, err = orch(capsys, "patchset", "check", "two", "-w", str(ws))
+    assert code == EXIT_OK, err
+    # From another directory ./patchsets is another place: say how to reach it.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = orch(capsys, "patchset", "import", "three", str(shipped), "--patchsets", "../x")
     assert code == EXIT_OK, err
 
 
