@@ -186,35 +186,28 @@ def test_missing_image_is_bad_input(tmp_path: Path) -> None:
         run_image(RunSpec(image=tmp_path / "nope.elf"), UI.silent())
 
 
-SIMULATE = '''#!/usr/bin/env python3
-import argparse
-def parse_args():
-    parser = argparse.ArgumentParser()
-    parser.add_argument('-b', '--binary', dest="qemu_sim_binary", type=str,
-                        help="QEMU binary", default="qemu-system-aarch64")
-    parser.add_argument('-M', '--machine', dest="qemu_sim_machine", type=str,
-                        help="QEMU Machine", default="virt,virtualization=on,highmem=off,secure=off")
-    parser.add_argument('-c', '--cpu', dest='qemu_sim_cpu', type=str,
-                        help="QEMU CPU", default="cortex-a53")
-    parser.add_argument('-o', '--cpu-opt', dest='qemu_sim_cpu_opt', type=str,
-                        help="QEMU CPU Options", default="")
-    parser.add_argument('-g', '--graphic', dest='qemu_sim_graphic_opt', type=str,
-                        help="QEMU Graphic Options", default="-nographic")
-    parser.add_argument('-s', '--serial', dest='qemu_sim_serial_opt', type=str,
-                        help="QEMU Serial Options", default="")
-    parser.add_argument('-m', '--mem-size', dest='qemu_sim_mem_size', type=str,
-                        help="QEMU Memory Size Option", default="2048")
-    parser.add_argument('-a', '--args', dest='qemu_sim_args', type=str,
-                        help="Arguments to pass onto QEMU", default="")
-    parser.add_argument('-k', '--kernel', dest='qemu_sim_kernel_file', type=str,
-                        help="Kernel file to pass onto QEMU", default="")
-    parser.add_argument('-i', '--initrd', dest='qemu_sim_initrd_file', type=str,
-                        help="Initrd file",
-                        default="images/capdl-loader-image-arm-qemu-arm-virt")
-    parser.add_argument('--extra-qemu-args', dest='qemu_sim_extra_args', type=str,
-                        help="Additional arguments to pass onto QEMU", default="")
-    return parser.parse_args()
-'''
+# The build's generated `simulate` is a Python script whose argparse options carry the QEMU
+# command as defaults (dest="qemu_sim_*", default="..."); the runner reads those pairs. This
+# stand-in has the same pairs in a layout of our own (single and double quotes, one option
+# spread over two lines), not upstream's text.
+SIMULATE_DEFAULTS = {
+    "binary": "qemu-system-aarch64",
+    "machine": "virt,virtualization=on,highmem=off,secure=off",
+    "cpu": "cortex-a53",
+    "cpu_opt": "",
+    "graphic_opt": "-nographic",
+    "serial_opt": "",
+    "mem_size": "2048",
+    "args": "",
+    "kernel_file": "",
+    "initrd_file": "images/capdl-loader-image-arm-qemu-arm-virt",
+    "extra_args": "",
+}
+SIMULATE = "#!/usr/bin/env python3\nimport argparse\nopts = argparse.ArgumentParser()\n" + "".join(
+    f"opts.add_argument('--{name}', dest='qemu_sim_{name}',\n    type=str, default='{value}')\n"
+    if index % 2 else f'opts.add_argument("--{name}", dest="qemu_sim_{name}", default="{value}")\n'
+    for index, (name, value) in enumerate(SIMULATE_DEFAULTS.items())
+)
 
 
 def make_build_dir(tmp_path: Path, image: Path) -> Path:
