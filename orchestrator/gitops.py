@@ -60,11 +60,13 @@ def try_run(args: Sequence[str], *, git_dir: Path | None = None, cwd: Path | Non
 
 
 def stderr_of(error: GitCommandError) -> str:
-    text = error.stderr if isinstance(error.stderr, str) else str(error.stderr or "")
+    """The one line of a failed git command worth showing: its first ``fatal:``/``error:``
+    line, else its first line of output (stderr, then stdout), never a ``hint:``."""
+    text = str(error.stderr or error.stdout or "")
     text = text.strip().removeprefix("stderr:").strip().strip("'").strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("hint:")]
     fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
-    return (fatal or lines or [str(error)])[0]
+    return (fatal or lines or ["git failed"])[0].removeprefix("stderr: ")
 
 
 def fetch(git_dir: Path, source: str, refspecs: Sequence[str], *, what: str) -> None:

@@ -197,13 +197,6 @@ def _open(checkout: ProjectCheckout) -> _Repo:
     return _Repo(checkout, repo, _namespace(repo))
 
 
-def _git_error(error: GitCommandError) -> str:
-    text = str(error.stderr or error.stdout or "").strip().removeprefix("stderr:").strip().strip("'")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("hint:")]
-    interesting = [ln for ln in lines if ln.startswith(("error:", "fatal:"))]
-    return (interesting or lines or ["git failed"])[0].removeprefix("stderr: ")
-
-
 def _timestamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
 
@@ -492,7 +485,7 @@ def _am(plan: _Plan, refs: list[tuple[Patchset, PatchRef]], three_way: bool) -> 
                 hint="the patch's `index` lines name sources other than these; rebase it by hand, "
                      "then `orch patchset refresh`. Every project was put back as it was",
             ) from None
-        why = f"patch failed at {detail.group(1)}" if detail else _git_error(error)
+        why = f"patch failed at {detail.group(1)}" if detail else gitops.stderr_of(error)
         raise InputError(
             f"{patchset.name}: {ref.project}/{ref.file}: git am failed: {why}",
             hint="every project was put back as it was" + ("" if three_way else "; try --3way"),
@@ -570,7 +563,7 @@ def _rollback(plans: Sequence[_Plan]) -> None:
             if snap.head_ref is not None:
                 repo.attach(snap.head_ref)
         except GitCommandError as error:
-            errors.append(f"{repo.path}: {_git_error(error)}")
+            errors.append(f"{repo.path}: {gitops.stderr_of(error)}")
     if errors:
         raise WorkspaceError("could not restore " + "; ".join(errors), hint="check those projects by hand")
 
@@ -617,7 +610,7 @@ def _revert_project(repo: _Repo, head: str, head_ref: str | None) -> ProjectReve
     try:
         repo.run("checkout", "--quiet", "--detach", repo.checkout.pinned)
     except GitCommandError as error:
-        raise WorkspaceError(f"{repo.path}: cannot check out the pin: {_git_error(error)}") from None
+        raise WorkspaceError(f"{repo.path}: cannot check out the pin: {gitops.stderr_of(error)}") from None
     was = head_ref.removeprefix("refs/heads/") if head_ref else head
     short = backup.removeprefix("refs/heads/") if backup else None
     return ProjectRevert(repo.path, was, repo.checkout.pinned, True, short)
