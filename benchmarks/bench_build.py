@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from docker.client import DockerClient
 
-from orchestrator.build import BuildContext, build_variant, build_variants, remove_variant
-from orchestrator.executor import DockerExecutor
+from orchestrator.build.builder import BuildContext, build_variant, build_variants, remove_variant
+from orchestrator.runtime.executor import DockerExecutor
 from tests.buildfixture import ensure_build_image, make_build_workspace
 
 

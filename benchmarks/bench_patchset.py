@@ -31,8 +31,8 @@ from seedfixture import make_seed_server  # noqa: E402
 from orchestrator import patchset as lib  # noqa: E402
 from orchestrator.cli import main as orch_main  # noqa: E402
 from orchestrator.shipped import shipped_dir  # noqa: E402
-from orchestrator.tree import SourceTree  # noqa: E402
-from orchestrator.workspace import Workspace  # noqa: E402
+from orchestrator.workspace.sync import Workspace  # noqa: E402
+from orchestrator.workspace.tree import SourceTree  # noqa: E402
 
 
 def plain_loop_script(tree: SourceTree, series: dict[str, list[Path]]) -> str:

@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from baremetal import build_scenario
 
-from orchestrator.console import load_platform
-from orchestrator.run import RunSpec, run_image
+from orchestrator.boot.console import load_platform
+from orchestrator.boot.qemu import RunSpec, run_image
 from orchestrator.ui import UI
 
 TARGET = 0.5

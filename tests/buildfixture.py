@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.buildspec import BuildSpec, VariantSpec, spec_for
-from orchestrator.patchset import Patchset, load_patchset
-from orchestrator.tree import ProjectCheckout, SourceTree
+from orchestrator.build.spec import BuildSpec, VariantSpec, spec_for
+from orchestrator.patchset.apply import Patchset, load_patchset
+from orchestrator.workspace.tree import ProjectCheckout, SourceTree
 from tests.gitfixtures import git, make_upstream
 
 BAREMETAL = Path(__file__).resolve().parent / "baremetal"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gitfixtures import Upstream, git, make_manifest_repo, make_upstream
 
-from orchestrator.tree import ProjectCheckout, SourceTree
+from orchestrator.workspace.tree import ProjectCheckout, SourceTree
 
 
 def _compose(length: int, filler: str, blocks: dict[int, list[str]]) -> str:

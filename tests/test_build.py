@@ -15,11 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.build import SEL4_CACHE_DIR, BuildContext, BuildResult, build_variant, build_variants
-from orchestrator.buildspec import VariantSpec, override
+from orchestrator.build.builder import (
+    SEL4_CACHE_DIR,
+    BuildContext,
+    BuildResult,
+    build_variant,
+    build_variants,
+)
+from orchestrator.build.spec import VariantSpec, override
+from orchestrator.build.variant_tree import worktrees_of
 from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, InfraError
-from orchestrator.executor import HostExecutor
-from orchestrator.variant import worktrees_of
+from orchestrator.runtime.executor import HostExecutor
 from tests.buildfixture import IMAGE_NAME, BuildWorkspace, make_build_workspace, snapshot
 from tests.conftest import require_tools
 
@@ -182,9 +188,9 @@ CTRL_C_SCRIPT = textwrap.dedent("""
     import sys
     from pathlib import Path
     sys.path.insert(0, sys.argv[2])
-    from orchestrator.build import BuildContext, build_variant
-    from orchestrator.buildspec import VariantSpec
-    from orchestrator.executor import HostExecutor, DockerExecutor
+    from orchestrator.build.builder import BuildContext, build_variant
+    from orchestrator.build.spec import VariantSpec
+    from orchestrator.runtime.executor import HostExecutor, DockerExecutor
     from tests.buildfixture import make_build_workspace
     ws = make_build_workspace(Path(sys.argv[1]))
     executor = HostExecutor() if sys.argv[3] == "host" else DockerExecutor(image=sys.argv[3])
@@ -241,7 +247,7 @@ def test_result_error_is_none_on_success(tmp_path: Path) -> None:
 def test_build_row_shows_the_step_and_ninjas_progress() -> None:
     import io
 
-    from orchestrator.build import _Log
+    from orchestrator.build.builder import _Log
     from orchestrator.ui import UI
 
     statuses: list[str | None] = []

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.build import BuildContext, build_variant, build_variants
-from orchestrator.buildspec import VariantSpec
+from orchestrator.build.builder import BuildContext, build_variant, build_variants
+from orchestrator.build.spec import VariantSpec
 from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, InfraError
-from orchestrator.executor import LABEL_VARIANT, LABEL_WORKSPACE, DockerExecutor
+from orchestrator.runtime.executor import LABEL_VARIANT, LABEL_WORKSPACE, DockerExecutor
 from tests.buildfixture import BuildWorkspace, ensure_build_image, make_build_workspace, snapshot
 from tests.conftest import missing
 from tests.test_build import assert_nothing_left, interrupt_build

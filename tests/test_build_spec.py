@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.buildspec import (
+from orchestrator.build.spec import (
     DEFAULT_IMAGE,
     check_spec,
     merge_options,
@@ -15,7 +15,7 @@ from orchestrator.buildspec import (
     platform_arch,
 )
 from orchestrator.errors import InputError
-from orchestrator.tree import ProjectCheckout, SourceTree
+from orchestrator.workspace.tree import ProjectCheckout, SourceTree
 
 BUILD = {"app": "vm_minimal", "platform": "qemu-arm-virt",
          "cmake": ["-DCAMKES_VM_APP=vm_minimal", "-DPLATFORM=qemu-arm-virt", "-DAARCH64=1"]}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.console import (
+from orchestrator.boot.console import (
     ConsoleMatcher,
     RuleSet,
     load_platform,

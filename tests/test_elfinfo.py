@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import require_tools
 
-from orchestrator.elfinfo import find_symbol_in_file, iter_elf_files, section_size, vmm_static
+from orchestrator.analysis.elf import find_symbol_in_file, iter_elf_files, section_size, vmm_static
 
 POOL = 0x140000  # 1.25 MiB
 

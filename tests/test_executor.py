@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import EXIT_CANNOT_TEST, InfraError
-from orchestrator.executor import DockerExecutor, HostExecutor, Job, Step, _split_image, plain_script
+from orchestrator.runtime.executor import DockerExecutor, HostExecutor, Job, Step, _split_image, plain_script
 from orchestrator.ui import UI
 
 

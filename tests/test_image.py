@@ -14,9 +14,9 @@ from types import ModuleType
 
 import pytest
 
-from orchestrator import image
 from orchestrator.cli import main
 from orchestrator.errors import InfraError, InputError
+from orchestrator.runtime import toolchain_image as image
 from orchestrator.shipped import shipped_dir
 from orchestrator.ui import UI
 from tests.conftest import missing

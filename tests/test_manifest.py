@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import InputError
-from orchestrator.manifest import is_sha, load_manifest, resolve_fetch_url, to_xml
+from orchestrator.workspace.manifest import is_sha, load_manifest, resolve_fetch_url, to_xml
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "camkes-vm-examples-manifest"
 MANIFEST_URL = "https://github.com/seL4/camkes-vm-examples-manifest.git"

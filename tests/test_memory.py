@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.elfinfo import SymbolHit
-from orchestrator.errors import InputError
-from orchestrator.memory import (
+from orchestrator.analysis.elf import SymbolHit
+from orchestrator.analysis.memory import (
     DEFAULT_MEMPOOL,
     GiB,
     KiB,
@@ -21,6 +20,7 @@ from orchestrator.memory import (
     metadata_bytes,
     parse_size,
 )
+from orchestrator.errors import InputError
 
 DEVICES = """/*
  * Copyright 2019, Data61

@@ -12,12 +12,12 @@ import tomli_w
 from gitfixtures import git
 from seedfixture import DEVICES, DTS, GUEST_RAM, SETTINGS, VM_MINIMAL, make_seed_tree
 
-from orchestrator import patchset as lib
 from orchestrator.errors import InputError, WorkspaceError
-from orchestrator.patchcheck import Status
-from orchestrator.patchconfig import patchset_search_path
+from orchestrator.patchset import apply as lib
+from orchestrator.patchset.config import patchset_search_path
+from orchestrator.patchset.dryrun import Status
 from orchestrator.shipped import shipped_dir
-from orchestrator.tree import ProjectCheckout, SourceTree
+from orchestrator.workspace.tree import ProjectCheckout, SourceTree
 
 SHIPPED = [shipped_dir("patchsets")]
 LIBS = "projects/seL4_projects_libs"

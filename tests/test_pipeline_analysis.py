@@ -8,10 +8,10 @@ from pathlib import Path
 
 from conftest import require_tools
 
-from orchestrator.build import BuildResult
-from orchestrator.buildspec import BuildSpec
-from orchestrator.pipeline import ANALYSIS_DIR, analyse, analyser_key
-from orchestrator.variant import variant_base
+from orchestrator.build.builder import BuildResult
+from orchestrator.build.spec import BuildSpec
+from orchestrator.build.variant_tree import variant_base
+from orchestrator.job import ANALYSIS_DIR, analyse, analyser_key
 
 POOL_C = """
 static char allocator_mempool[0x100000] __attribute__((aligned(4096), section("align_12bit")));

@@ -15,7 +15,7 @@ from defusedxml import ElementTree as SafeET
 from e2efixture import E2EFixture, make_e2e_fixture
 
 from orchestrator.cli import main
-from orchestrator.executor import LABEL_WORKSPACE
+from orchestrator.runtime.executor import LABEL_WORKSPACE
 
 HOST_TOOLS = ("qemu-system-aarch64", "aarch64-linux-gnu-gcc", "cmake", "ninja")
 

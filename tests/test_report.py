@@ -10,9 +10,9 @@ import pytest
 from defusedxml import ElementTree as SafeET
 from rich.console import Console
 
+from orchestrator.analysis.memory import KiB, MiB
 from orchestrator.errors import InputError
-from orchestrator.memory import KiB, MiB
-from orchestrator.report import (
+from orchestrator.report.render import (
     BUILT,
     ERROR,
     EXPECTED,

@@ -15,9 +15,7 @@ import pytest
 from baremetal import BAREMETAL_TOOLS, build_scenario
 from conftest import require_tools
 
-from orchestrator.cli import main
-from orchestrator.errors import InputError
-from orchestrator.run import (
+from orchestrator.boot.qemu import (
     LoginScript,
     RunRecord,
     RunSpec,
@@ -26,6 +24,8 @@ from orchestrator.run import (
     run_image,
     without_highmem_off,
 )
+from orchestrator.cli import main
+from orchestrator.errors import InputError
 from orchestrator.ui import UI
 
 pytestmark = pytest.mark.qemu

@@ -13,7 +13,7 @@ import pytest
 from baremetal import BAREMETAL_TOOLS, build_scenario
 from conftest import missing, require_tools
 
-from orchestrator.run import DockerLauncher, RunSpec, run_image
+from orchestrator.boot.qemu import DockerLauncher, RunSpec, run_image
 from orchestrator.ui import UI
 
 pytestmark = [pytest.mark.docker, pytest.mark.qemu]

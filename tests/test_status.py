@@ -12,8 +12,8 @@ from rich.console import Console
 from test_sync import Server, orch
 
 from orchestrator.cli.status import status_table
-from orchestrator.manifest import load_manifest
-from orchestrator.workspace import ProjectStatus
+from orchestrator.workspace.manifest import load_manifest
+from orchestrator.workspace.sync import ProjectStatus
 
 server = test_sync.server  # the same fixtures: upstreams + manifest repository, synced workspace
 synced = test_sync.synced

@@ -17,7 +17,7 @@ from gitfixtures import Upstream, git, make_manifest_repo, make_upstream
 
 from orchestrator.cli import main
 from orchestrator.errors import InfraError
-from orchestrator.workspace import JOURNAL, Workspace
+from orchestrator.workspace.sync import JOURNAL, Workspace
 
 
 @dataclass
@@ -501,7 +501,7 @@ def test_killed_sync_recovers(server: Server, tmp_path: Path, capsys: pytest.Cap
 
 
 def test_no_repo_arguments_without_workspace_uses_the_shipped_default() -> None:
-    from orchestrator.workspace import ManifestSource
+    from orchestrator.workspace.sync import ManifestSource
 
     source = ManifestSource.shipped_default()
     assert source.url == "https://github.com/seL4/camkes-vm-examples-manifest.git"

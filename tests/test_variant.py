@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.tree import ProjectCheckout, SourceTree
-from orchestrator.variant import mark_ready, prepare_variant_tree, remove_variant_tree
+from orchestrator.build.variant_tree import mark_ready, prepare_variant_tree, remove_variant_tree
+from orchestrator.workspace.tree import ProjectCheckout, SourceTree
 from tests.gitfixtures import git, make_upstream
 
 

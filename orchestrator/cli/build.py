@@ -1,5 +1,5 @@
 """`orch build --patchset NAME`: sync, check, build every variant, boot each, compare (see
-:mod:`orchestrator.pipeline`); prints the comparison table and exits 0 when every variant
+:mod:`orchestrator.job`); prints the comparison table and exits 0 when every variant
 met its expectation, 1 when one did not, 125 when something could not be tested."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from orchestrator import report
 from orchestrator.cli.common import workspace_root
 from orchestrator.errors import InputError
-from orchestrator.pipeline import Options, run_pipeline
+from orchestrator.job import Options, run_pipeline
+from orchestrator.report import render as report
 from orchestrator.ui import UI
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from rich.table import Table
 
-from orchestrator import image
 from orchestrator.errors import EXIT_OK
+from orchestrator.runtime import toolchain_image as image
 from orchestrator.ui import UI
 
 

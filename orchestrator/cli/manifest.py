@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cli.common import workspace_root
-from orchestrator.manifest import to_xml
 from orchestrator.ui import UI
-from orchestrator.workspace import Workspace
+from orchestrator.workspace.manifest import to_xml
+from orchestrator.workspace.sync import Workspace
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

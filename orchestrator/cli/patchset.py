@@ -11,12 +11,12 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator import patchset as lib
 from orchestrator.cli.common import workspace_root
 from orchestrator.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, InputError
-from orchestrator.patchcheck import CheckReport, Status
-from orchestrator.tree import SourceTree
+from orchestrator.patchset import apply as lib
+from orchestrator.patchset.dryrun import CheckReport, Status
 from orchestrator.ui import UI
+from orchestrator.workspace.tree import SourceTree
 
 _STATUS_STYLE = {Status.APPLIES: "green", Status.ALREADY_APPLIED: "cyan", Status.FAILS: "bold red"}
 
@@ -89,7 +89,7 @@ def _search_path(args: argparse.Namespace) -> list[Path]:
 
 
 def _tree(args: argparse.Namespace) -> SourceTree:
-    from orchestrator.workspace import Workspace  # lazily: the workspace module is optional here
+    from orchestrator.workspace.sync import Workspace  # lazily: the workspace module is optional here
 
     tree: SourceTree = Workspace(workspace_root(args)).tree()
     return tree
@@ -121,7 +121,7 @@ def handle_list(args: argparse.Namespace, ui: UI) -> int:
 
 
 def handle_show(args: argparse.Namespace, ui: UI) -> int:
-    from orchestrator.patchfile import parse_patch_file
+    from orchestrator.patchset.patchfile import parse_patch_file
 
     ps = lib.load_patchset(args.name, _search_path(args))
     patches = []

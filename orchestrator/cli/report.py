@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from orchestrator import report
 from orchestrator.cli.common import workspace_root
 from orchestrator.errors import EXIT_OK
+from orchestrator.report import render as report
 from orchestrator.ui import UI
 
 

@@ -11,9 +11,16 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from orchestrator.boot.qemu import (
+    DockerLauncher,
+    LoginScript,
+    RunRecord,
+    RunSpec,
+    image_from_simulate,
+    run_image,
+)
 from orchestrator.cli.common import META_DIR, workspace_root
 from orchestrator.errors import InputError
-from orchestrator.run import DockerLauncher, LoginScript, RunRecord, RunSpec, image_from_simulate, run_image
 from orchestrator.ui import UI
 
 DEFAULTS = RunSpec(image=Path())

@@ -9,9 +9,9 @@ from typing import Any
 from rich.table import Table
 
 from orchestrator.cli.common import workspace_root
-from orchestrator.patchset import applied_patchsets
+from orchestrator.patchset.apply import applied_patchsets
 from orchestrator.ui import UI
-from orchestrator.workspace import ProjectStatus, Workspace
+from orchestrator.workspace.sync import ProjectStatus, Workspace
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

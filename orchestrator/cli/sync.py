@@ -11,7 +11,7 @@ from rich.table import Table
 from orchestrator.cli.common import workspace_root
 from orchestrator.errors import InputError
 from orchestrator.ui import UI
-from orchestrator.workspace import ManifestSource, SyncReport, Workspace
+from orchestrator.workspace.sync import ManifestSource, SyncReport, Workspace
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

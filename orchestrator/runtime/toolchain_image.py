@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import parse_wheel_filename
 
-from orchestrator.engine import connect, sdk_errors
 from orchestrator.errors import InfraError, InputError
+from orchestrator.runtime.docker import connect, sdk_errors
 from orchestrator.shipped import shipped_dir
 from orchestrator.ui import UI
 

@@ -1,7 +1,7 @@
 """The build spec: which app and platform to build, with which CMake options, as which variants.
 
 A spec comes from a patchset's ``[build]`` and ``[variants.<name>]`` tables (raw dicts, as
-:mod:`orchestrator.patchset` reads them), can be overridden from the command line with
+:mod:`orchestrator.patchset.apply` reads them), can be overridden from the command line with
 :func:`override`, and is checked against the app's ``settings.cmake`` with :func:`check_spec`.
 Every problem is one :class:`InputError` naming the file and the key at fault.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import InputError
-from orchestrator.tree import SourceTree
+from orchestrator.workspace.tree import SourceTree
 
 DEFAULT_IMAGE = "trustworthysystems/camkes:latest"
 IMAGES_DIR_OPTION = "CAMKES_VM_IMAGES_DIR"

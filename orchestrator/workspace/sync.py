@@ -32,7 +32,6 @@ from typing import Any
 
 from git.exc import GitCommandError
 
-from orchestrator import gitops
 from orchestrator.errors import (
     EXIT_CANNOT_TEST,
     EXIT_FAIL,
@@ -43,10 +42,11 @@ from orchestrator.errors import (
     OrchError,
     WorkspaceError,
 )
-from orchestrator.manifest import FileLink, Manifest, Project, Remote, is_sha, load_manifest, to_xml
 from orchestrator.shipped import shipped_dir
-from orchestrator.tree import ProjectCheckout, SourceTree
 from orchestrator.ui import NULL_TRACKER, Tracker, to_jsonable
+from orchestrator.workspace import gitops
+from orchestrator.workspace.manifest import FileLink, Manifest, Project, Remote, is_sha, load_manifest, to_xml
+from orchestrator.workspace.tree import ProjectCheckout, SourceTree
 
 META_DIR = ".orch"
 STATE_VERSION = 1

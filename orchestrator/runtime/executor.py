@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.engine import connect, engine_error, sdk_errors
 from orchestrator.errors import InfraError, InputError
+from orchestrator.runtime.docker import connect, engine_error, sdk_errors
 from orchestrator.ui import UI
 
 CONTAINER_HOME = "/orch-home"

@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.analysis.memory import format_bytes
 from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, EXIT_OK, InputError
-from orchestrator.memory import format_bytes
 from orchestrator.ui import dumps
 
 SCHEMA = 1
@@ -98,7 +98,7 @@ class RunSummary:
 
 @dataclass
 class VmmSummary:
-    """The VMM component's static memory, from its ELF (see :mod:`orchestrator.elfinfo`)."""
+    """The VMM component's static memory, from its ELF (see :mod:`orchestrator.analysis.elf`)."""
 
     mempool: int | None = None
     symbol: str | None = None
@@ -113,7 +113,7 @@ class VmmSummary:
 
 @dataclass
 class MemorySummary:
-    """The seed's bookkeeping (see :mod:`orchestrator.memory`), each input with its source."""
+    """The seed's bookkeeping (see :mod:`orchestrator.analysis.memory`), each input with its source."""
 
     guest_ram: int | None = None
     guest_ram_source: str | None = None

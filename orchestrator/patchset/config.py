@@ -19,7 +19,7 @@ from typing import Any
 import tomli_w
 
 from orchestrator.errors import InputError
-from orchestrator.patchfile import check_relative_path, sha256_file
+from orchestrator.patchset.patchfile import check_relative_path, sha256_file
 from orchestrator.shipped import shipped_dir
 
 CONFIG_NAME = "patchset.toml"

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.errors import InputError
-from orchestrator.patchconfig import PatchRef, Patchset, verify_checksums
-from orchestrator.patchfile import FileChange, Hunk, ParsedPatch, parse_patch_file
-from orchestrator.tree import SourceTree
+from orchestrator.patchset.config import PatchRef, Patchset, verify_checksums
+from orchestrator.patchset.patchfile import FileChange, Hunk, ParsedPatch, parse_patch_file
+from orchestrator.workspace.tree import SourceTree
 
 
 class Status(enum.Enum):

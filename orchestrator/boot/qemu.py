@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
-from orchestrator.console import (
+from orchestrator.boot.console import (
     ConsoleMatcher,
     Match,
     RuleSet,
@@ -526,7 +526,7 @@ def _await_prompt(console: _Console, prompt: re.Pattern[str], timeout: float) ->
 
 
 def _session_text(data: bytes | bytearray) -> str:
-    from orchestrator.console import strip_ansi
+    from orchestrator.boot.console import strip_ansi
 
     return strip_ansi(bytes(data).decode(errors="replace").replace("\r\n", "\n").replace("\r", "\n"))
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.elfinfo import SymbolHit
+from orchestrator.analysis.elf import SymbolHit
 from orchestrator.errors import InputError
 
 KiB = 1024

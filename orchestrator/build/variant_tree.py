@@ -27,9 +27,9 @@ from pathlib import Path
 
 import git
 
-from orchestrator import gitops
+from orchestrator.workspace import gitops
 from orchestrator.errors import InfraError, WorkspaceError
-from orchestrator.tree import ProjectCheckout, SourceTree
+from orchestrator.workspace.tree import ProjectCheckout, SourceTree
 
 VARIANTS_DIR = Path(".orch") / "variants"
 _READY = "tree.key"

@@ -3,7 +3,7 @@
 For each variant: hash its inputs (project commits, patch sha256s, CMake options, app,
 platform, build image ID or host toolchain, ``CAMKES_VM_IMAGES_DIR`` summary); reuse a
 successful earlier build with that hash unless ``rebuild``; else prepare the variant's
-worktree tree (:mod:`orchestrator.variant`), apply its patchsets there, run
+worktree tree (:mod:`orchestrator.build.variant_tree`), apply its patchsets there, run
 ``../src/init-build.sh <options>`` (only when the configure inputs changed) and ``ninja`` in
 its build dir through an :class:`~orchestrator.executor.Executor`, and copy the image, the
 ``simulate`` script, the log and a ``metadata.json`` to ``.orch/builds/<variant>/<hash>/``.
@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from orchestrator import __version__
-from orchestrator.buildspec import BuildSpec, VariantSpec
+from orchestrator.build.spec import BuildSpec, VariantSpec
 from orchestrator.errors import EXIT_FAIL, InfraError, OrchError
-from orchestrator.executor import (
+from orchestrator.runtime.executor import (
     LABEL_VARIANT,
     LABEL_WORKSPACE,
     Bind,
@@ -43,9 +43,9 @@ from orchestrator.executor import (
     Job,
     Step,
 )
-from orchestrator.tree import SourceTree
+from orchestrator.workspace.tree import SourceTree
 from orchestrator.ui import UI, Tracker
-from orchestrator.variant import (
+from orchestrator.build.variant_tree import (
     FileLink,
     VariantTree,
     head_commit,
@@ -524,7 +524,7 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
 def _default_apply() -> ApplyFn:
     import importlib
 
-    apply: ApplyFn = importlib.import_module("orchestrator.patchset").apply
+    apply: ApplyFn = importlib.import_module("orchestrator.patchset.apply").apply
     return apply
 
 

@@ -33,16 +33,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator import __version__, elfinfo, memory
-from orchestrator import report as rep
-from orchestrator.build import BuildContext, BuildResult, build_variants
-from orchestrator.buildspec import BuildSpec, VariantSpec, check_spec, override, spec_for
-from orchestrator.elfinfo import SymbolHit, vmm_static
-from orchestrator.errors import InfraError, InputError
-from orchestrator.executor import make_executor
-from orchestrator.memory import gather
-from orchestrator.patchset import Patchset, check, load_patchset, patchset_search_path, resolve
-from orchestrator.run import (
+from orchestrator import __version__
+from orchestrator.analysis import elf as elfinfo
+from orchestrator.analysis import memory
+from orchestrator.analysis.elf import SymbolHit, vmm_static
+from orchestrator.analysis.memory import gather
+from orchestrator.boot.qemu import (
     DockerLauncher,
     HostLauncher,
     Launched,
@@ -52,10 +48,16 @@ from orchestrator.run import (
     run_image,
     sha256_of,
 )
-from orchestrator.tree import SourceTree
+from orchestrator.build.builder import BuildContext, BuildResult, build_variants
+from orchestrator.build.spec import BuildSpec, VariantSpec, check_spec, override, spec_for
+from orchestrator.build.variant_tree import variant_base
+from orchestrator.errors import InfraError, InputError
+from orchestrator.patchset.apply import Patchset, check, load_patchset, patchset_search_path, resolve
+from orchestrator.report import render as rep
+from orchestrator.runtime.executor import make_executor
 from orchestrator.ui import UI, to_jsonable
-from orchestrator.variant import variant_base
-from orchestrator.workspace import ManifestSource, Workspace
+from orchestrator.workspace.sync import ManifestSource, Workspace
+from orchestrator.workspace.tree import SourceTree
 
 RUNS_DIR = Path(".orch") / "runs"
 ANALYSIS_DIR = Path(".orch") / "analysis"

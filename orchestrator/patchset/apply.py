@@ -26,18 +26,8 @@ from git.exc import GitCommandError
 from git.index import IndexFile
 from git.refs.symbolic import SymbolicReference
 
-from orchestrator import gitops
 from orchestrator.errors import InputError, OrchError, WorkspaceError
-from orchestrator.patchcheck import (
-    CheckReport,
-    HunkResult,
-    PatchResult,
-    Status,
-    check_parsed,
-    parse_series,
-    safe_path,
-)
-from orchestrator.patchconfig import (
+from orchestrator.patchset.config import (
     PatchRef,
     Patchset,
     available_patchsets,
@@ -48,7 +38,16 @@ from orchestrator.patchconfig import (
     resolve,
     write_config,
 )
-from orchestrator.patchfile import (
+from orchestrator.patchset.dryrun import (
+    CheckReport,
+    HunkResult,
+    PatchResult,
+    Status,
+    check_parsed,
+    parse_series,
+    safe_path,
+)
+from orchestrator.patchset.patchfile import (
     ParsedPatch,
     format_mail,
     parse_diff,
@@ -58,7 +57,8 @@ from orchestrator.patchfile import (
     sha256_file,
     split_repo_diff,
 )
-from orchestrator.tree import ProjectCheckout, SourceTree
+from orchestrator.workspace import gitops
+from orchestrator.workspace.tree import ProjectCheckout, SourceTree
 
 __all__ = [
     "ApplyReport",

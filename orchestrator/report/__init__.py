@@ -1,0 +1,1 @@
+"""The report stage: the run's records, their rendering (tables, Markdown, JUnit) and storage."""

@@ -1,0 +1,1 @@
+"""The workspace stage: repo manifests, git plumbing, sync and status of the checkouts."""
