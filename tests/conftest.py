@@ -50,6 +50,9 @@ def _isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", "dev@example.org")
     monkeypatch.delenv("ORCH_PATCHSETS", raising=False)
     monkeypatch.delenv("ORCH_MIRROR", raising=False)
+    # `python -m orchestrator` in a subprocess imports the tree under test, not whatever
+    # checkout an editable install points at.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
     Path(home, ".gitconfig").write_text(
         '[init]\n\tdefaultBranch = master\n[protocol "file"]\n\tallow = always\n'
     )
