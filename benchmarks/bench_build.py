@@ -8,7 +8,7 @@ On the test fixture workspace (tests/buildfixture.py) and the test build image:
    tree (the reproducer command from metadata.json). Target: at most 1.10x.
 2. a cached no-op build of both variants (nothing changed): target under 2 s.
 
-    python benchmarks/bench_build.py [--rounds 5]
+    python -m benchmarks.bench_build [--rounds 5]
 
 Needs a Docker engine and the base image ``$ORCH_TEST_BASE_IMAGE``
 (default ``orch-test-base:bookworm``); the build image is made from it like the tests do.
@@ -21,18 +21,15 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from docker.client import DockerClient
 
 from orchestrator.build.builder import BuildContext, build_variant, build_variants, remove_variant
 from orchestrator.runtime.executor import DockerExecutor
-from tests.buildfixture import ensure_build_image, make_build_workspace
+from tests.support.build import ensure_build_image, make_build_workspace
 
 
 def _git_identity() -> None:

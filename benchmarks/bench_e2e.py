@@ -22,10 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]  # e2efixture, buildfixture, gitfixtures
+from tests.support.e2e import make_e2e_fixture
 
-from e2efixture import make_e2e_fixture  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _isolate(home: Path) -> None:
@@ -77,9 +76,8 @@ def main_bench() -> int:
         args = ["build", "--patchset", "largepage", "--patchsets", str(fx.patchsets), "-w", str(fx.workspace),
                 "-q", "--executor", parsed.executor, "--boot-in", "host"]
         if parsed.executor == "docker":
-            from buildfixture import ensure_build_image
-
             import docker
+            from tests.support.build import ensure_build_image
 
             base_image = os.environ.get("ORCH_TEST_BASE_IMAGE", "orch-test-base:bookworm")
             args += ["--image", ensure_build_image(docker.from_env(), base_image)]

@@ -3,7 +3,7 @@ against a plain shell loop of ``git am`` / ``git reset --hard`` over the same pr
 
 Run by hand from the repository root::
 
-    python benchmarks/bench_patchset.py [--rounds N]
+    python -m benchmarks.bench_patchset [--rounds N]
 
 It syncs the seed fixture's manifest into a temporary workspace with ``orch sync`` (not
 timed), then alternates the two contenders ``--rounds`` times and prints the medians and their
@@ -23,16 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from orchestrator.cli import main as orch_main
+from orchestrator.patchset import apply as lib
+from orchestrator.shipped import shipped_dir
+from orchestrator.workspace.sync import Workspace
+from orchestrator.workspace.tree import SourceTree
+from tests.support.seed import make_seed_server
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from seedfixture import make_seed_server  # noqa: E402
-
-from orchestrator import patchset as lib  # noqa: E402
-from orchestrator.cli import main as orch_main  # noqa: E402
-from orchestrator.shipped import shipped_dir  # noqa: E402
-from orchestrator.workspace.sync import Workspace  # noqa: E402
-from orchestrator.workspace.tree import SourceTree  # noqa: E402
 
 
 def plain_loop_script(tree: SourceTree, series: dict[str, list[Path]]) -> str:

@@ -3,7 +3,7 @@ and QEMU is gone, for the seed's failure console and for the Buildroot login con
 
 Run by hand (needs qemu-system-aarch64 and aarch64-linux-gnu-gcc):
 
-    python benchmarks/bench_run.py [--repeat 5] [--delay-ms 1500]
+    python -m benchmarks.bench_run [--repeat 5] [--delay-ms 1500]
 
 The bare-metal console scripts of tests/baremetal/ print their decisive line DELAY ms after
 booting. Two measures, both differences rather than absolute boot times:
@@ -27,13 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from baremetal import build_scenario
-
 from orchestrator.boot.console import load_platform
 from orchestrator.boot.qemu import RunSpec, run_image
 from orchestrator.ui import UI
+from tests.support.baremetal import build_scenario
 
 TARGET = 0.5
 TIMEOUT = 60.0

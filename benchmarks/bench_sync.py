@@ -11,7 +11,7 @@ not its branch tip, then times in one run:
 
 and prints the ratios. Targets on a 2-core machine: cold <= 0.6x the loop, no-op < 1 s.
 
-    python benchmarks/bench_sync.py [--files 2500] [--commits 300] [--jobs N] [--keep DIR]
+    python -m benchmarks.bench_sync [--files 2500] [--commits 300] [--jobs N] [--keep DIR]
 """
 
 from __future__ import annotations

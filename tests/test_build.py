@@ -26,8 +26,8 @@ from orchestrator.build.spec import VariantSpec, override
 from orchestrator.build.variant_tree import worktrees_of
 from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, InfraError
 from orchestrator.runtime.executor import HostExecutor
-from tests.buildfixture import IMAGE_NAME, BuildWorkspace, make_build_workspace, snapshot
 from tests.conftest import require_tools
+from tests.support.build import IMAGE_NAME, BuildWorkspace, make_build_workspace, snapshot
 
 METADATA_KEYS = {"variant", "status", "app", "platform", "cmake", "patchsets", "patches", "manifest",
                  "projects", "executor", "orch_version", "start", "end", "duration", "artifacts",
@@ -191,7 +191,7 @@ CTRL_C_SCRIPT = textwrap.dedent("""
     from orchestrator.build.builder import BuildContext, build_variant
     from orchestrator.build.spec import VariantSpec
     from orchestrator.runtime.executor import HostExecutor, DockerExecutor
-    from tests.buildfixture import make_build_workspace
+    from tests.support.build import make_build_workspace
     ws = make_build_workspace(Path(sys.argv[1]))
     executor = HostExecutor() if sys.argv[3] == "host" else DockerExecutor(image=sys.argv[3])
     ctx = BuildContext(root=ws.root, tree=ws.tree, spec=ws.spec(), executor=executor)

@@ -18,8 +18,8 @@ from orchestrator.build.builder import BuildContext, build_variant, build_varian
 from orchestrator.build.spec import VariantSpec
 from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, InfraError
 from orchestrator.runtime.executor import LABEL_VARIANT, LABEL_WORKSPACE, DockerExecutor
-from tests.buildfixture import BuildWorkspace, ensure_build_image, make_build_workspace, snapshot
 from tests.conftest import missing
+from tests.support.build import BuildWorkspace, ensure_build_image, make_build_workspace, snapshot
 from tests.test_build import assert_nothing_left, interrupt_build
 
 pytestmark = pytest.mark.docker

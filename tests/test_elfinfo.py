@@ -6,9 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import require_tools
-
 from orchestrator.analysis.elf import find_symbol_in_file, iter_elf_files, section_size, vmm_static
+from tests.conftest import require_tools
 
 POOL = 0x140000  # 1.25 MiB
 

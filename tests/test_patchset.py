@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 import tomli_w
-from gitfixtures import git
-from seedfixture import DEVICES, DTS, GUEST_RAM, SETTINGS, VM_MINIMAL, make_seed_tree
 
 from orchestrator.errors import InputError, WorkspaceError
 from orchestrator.patchset import apply as lib
@@ -18,6 +16,8 @@ from orchestrator.patchset.config import patchset_search_path
 from orchestrator.patchset.dryrun import Status
 from orchestrator.shipped import shipped_dir
 from orchestrator.workspace.tree import ProjectCheckout, SourceTree
+from tests.support.git import git
+from tests.support.seed import DEVICES, DTS, GUEST_RAM, SETTINGS, VM_MINIMAL, make_seed_tree
 
 SHIPPED = [shipped_dir("patchsets")]
 LIBS = "projects/seL4_projects_libs"

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from gitfixtures import git
-from seedfixture import DEVICES, make_seed_server
 
 from orchestrator.cli import main
 from orchestrator.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from tests.support.git import git
+from tests.support.seed import DEVICES, make_seed_server
 
 EXAMPLES = "projects/vm-examples"
 

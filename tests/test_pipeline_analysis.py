@@ -6,12 +6,11 @@ import json
 import subprocess
 from pathlib import Path
 
-from conftest import require_tools
-
 from orchestrator.build.builder import BuildResult
 from orchestrator.build.spec import BuildSpec
 from orchestrator.build.variant_tree import variant_base
 from orchestrator.job import ANALYSIS_DIR, analyse, analyser_key
+from tests.conftest import require_tools
 
 POOL_C = """
 static char allocator_mempool[0x100000] __attribute__((aligned(4096), section("align_12bit")));

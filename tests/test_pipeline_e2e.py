@@ -10,12 +10,12 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import missing, require_tools
 from defusedxml import ElementTree as SafeET
-from e2efixture import E2EFixture, make_e2e_fixture
 
 from orchestrator.cli import main
 from orchestrator.runtime.executor import LABEL_WORKSPACE
+from tests.conftest import missing, require_tools
+from tests.support.e2e import E2EFixture, make_e2e_fixture
 
 HOST_TOOLS = ("qemu-system-aarch64", "aarch64-linux-gnu-gcc", "cmake", "ninja")
 
@@ -149,9 +149,8 @@ def test_docker_build_end_to_end(fx: E2EFixture, capsys: pytest.CaptureFixture[s
     require_tools("qemu-system-aarch64")
     base = os.environ.get("ORCH_TEST_BASE_IMAGE", "orch-test-base:bookworm")
     try:
-        from buildfixture import ensure_build_image
-
         import docker
+        from tests.support.build import ensure_build_image
 
         client = docker.from_env()
         client.ping()

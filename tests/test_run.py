@@ -12,8 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from baremetal import BAREMETAL_TOOLS, build_scenario
-from conftest import require_tools
 
 from orchestrator.boot.qemu import (
     LoginScript,
@@ -27,6 +25,8 @@ from orchestrator.boot.qemu import (
 from orchestrator.cli import main
 from orchestrator.errors import InputError
 from orchestrator.ui import UI
+from tests.conftest import require_tools
+from tests.support.baremetal import BAREMETAL_TOOLS, build_scenario
 
 pytestmark = pytest.mark.qemu
 

@@ -10,11 +10,11 @@ import os
 from pathlib import Path
 
 import pytest
-from baremetal import BAREMETAL_TOOLS, build_scenario
-from conftest import missing, require_tools
 
 from orchestrator.boot.qemu import DockerLauncher, RunSpec, run_image
 from orchestrator.ui import UI
+from tests.conftest import missing, require_tools
+from tests.support.baremetal import BAREMETAL_TOOLS, build_scenario
 
 pytestmark = [pytest.mark.docker, pytest.mark.qemu]
 

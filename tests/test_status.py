@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-import test_sync
-from gitfixtures import git
 from rich.console import Console
-from test_sync import Server, orch
 
 from orchestrator.cli.status import status_table
 from orchestrator.workspace.manifest import load_manifest
 from orchestrator.workspace.sync import ProjectStatus
+from tests import test_sync
+from tests.support.git import git
+from tests.test_sync import Server, orch
 
 server = test_sync.server  # the same fixtures: upstreams + manifest repository, synced workspace
 synced = test_sync.synced

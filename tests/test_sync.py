@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from gitfixtures import Upstream, git, make_manifest_repo, make_upstream
 
 from orchestrator.cli import main
 from orchestrator.errors import InfraError
 from orchestrator.workspace.sync import JOURNAL, Workspace
+from tests.support.git import Upstream, git, make_manifest_repo, make_upstream
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator.build.variant_tree import mark_ready, prepare_variant_tree, remove_variant_tree
 from orchestrator.workspace.tree import ProjectCheckout, SourceTree
-from tests.gitfixtures import git, make_upstream
+from tests.support.git import git, make_upstream
 
 
 @pytest.fixture

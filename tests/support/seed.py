@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitfixtures import Upstream, git, make_manifest_repo, make_upstream
-
 from orchestrator.workspace.tree import ProjectCheckout, SourceTree
+from tests.support.git import Upstream, git, make_manifest_repo, make_upstream
 
 
 def _compose(length: int, filler: str, blocks: dict[int, list[str]]) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 from orchestrator.build.spec import BuildSpec, VariantSpec, spec_for
 from orchestrator.patchset.apply import Patchset, load_patchset
 from orchestrator.workspace.tree import ProjectCheckout, SourceTree
-from tests.gitfixtures import git, make_upstream
+from tests.support.git import git, make_upstream
 
 BAREMETAL = Path(__file__).resolve().parent / "baremetal"
 OPTIONS = ["-DCAMKES_VM_APP=vm_minimal", "-DPLATFORM=qemu-arm-virt", "-DAARCH64=1"]
@@ -290,7 +290,7 @@ RUN apt-get update -q && apt-get install -y -q --no-install-recommends cmake nin
 
 def _dockerfile() -> str:
     """The project's docker/Dockerfile (its ``build-min`` stage), or a small stand-in."""
-    shipped = Path(__file__).resolve().parent.parent / "docker" / "Dockerfile"
+    shipped = Path(__file__).resolve().parents[2] / "docker" / "Dockerfile"
     if shipped.is_file() and "AS build-min" in shipped.read_text():
         return shipped.read_text()
     return _INLINE_DOCKERFILE

@@ -20,8 +20,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from buildfixture import FRAMES, kernel_files, make_patch, tools_files
-from gitfixtures import Upstream, git, make_manifest_repo, make_upstream
+from tests.support.build import FRAMES, kernel_files, make_patch, tools_files
+from tests.support.git import Upstream, git, make_manifest_repo, make_upstream
 
 DEVICES = """/* vm_minimal on qemu-arm-virt: the guest's memory map (fixture). */
 #define VM_RAM_BASE 0x40000000
