@@ -56,7 +56,7 @@ from orchestrator.patchset.apply import Patchset, check, load_patchset, patchset
 from orchestrator.report import render as rep
 from orchestrator.runtime.executor import make_executor
 from orchestrator.ui import UI, to_jsonable
-from orchestrator.workspace.sync import ManifestSource, Workspace
+from orchestrator.workspace.sync import ManifestSource, Workspace, requested_source
 from orchestrator.workspace.tree import SourceTree
 
 RUNS_DIR = Path(".orch") / "runs"
@@ -81,7 +81,10 @@ class Options:
     boot_jobs: int = 0  # 0: every variant at once
     boot_in: str = "auto"  # auto | host | docker
     patchset_dirs: tuple[Path, ...] = ()
-    manifest: str | None = None
+    manifest: str | None = None  # -m SOURCE; with -b/--manifest-file/--manifest-url as for `orch sync`
+    manifest_rev: str | None = None
+    manifest_file: str | None = None
+    manifest_url: str | None = None
     sync: bool = False  # sync even when the workspace is already synced
     cmake: tuple[str, ...] = ()
     timeout: float | None = None  # per boot, seconds
@@ -104,10 +107,12 @@ class _Timer:
 def ensure_synced(opts: Options, ui: UI) -> tuple[Workspace, str]:
     """The workspace, synced if it never was (or if asked); says which happened."""
     workspace = Workspace(opts.workspace)
-    if workspace.load_state() is not None and not opts.sync and opts.manifest is None:
+    asked = opts.manifest or opts.manifest_rev or opts.manifest_file
+    if workspace.load_state() is not None and not opts.sync and not asked:
         workspace.require_complete()
         return workspace, "reused"
-    source = ManifestSource.parse(opts.manifest) if opts.manifest else None
+    source = requested_source(workspace, opts.manifest, opts.manifest_rev, opts.manifest_file,
+                              opts.manifest_url)
     ui.info(f"syncing {opts.workspace} ({(source or ManifestSource.shipped_default()).describe()})")
     with ui.tracker() as tracker:
         report = workspace.sync(source, tracker=tracker)
@@ -514,5 +519,6 @@ def _manifest_info(workspace: Workspace) -> dict[str, Any]:
     except Exception:  # a workspace made by hand (tests) may have a partial state file
         return {}
     source = state.manifest.source
-    info = {"source": source.describe(), "commit": state.manifest.commit}
+    info = {"source": source.describe(), "commit": state.manifest.commit,
+            "remotes_base": state.manifest.remotes_base}
     return {k: v for k, v in info.items() if v}

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli.common import workspace_root
+from orchestrator.cli.common import add_manifest_options, workspace_root
 from orchestrator.errors import InputError
 from orchestrator.job import Options, run_pipeline
 from orchestrator.report import render as report
@@ -59,8 +59,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--patchsets", action="append", default=[], metavar="DIR",
                         help="extra patchset directory (repeatable; searched before $ORCH_PATCHSETS "
                         "and the shipped ones)")
-    parser.add_argument("-m", "--manifest", metavar="SOURCE",
-                        help="sync from this manifest (file, repository or URL) before building")
+    add_manifest_options(parser)
     parser.add_argument("--sync", action="store_true", help="sync even if the workspace is already synced")
     parser.add_argument("--cmake", action="append", default=[], metavar="-DNAME=VALUE",
                         help="extra CMake option for every variant (repeatable)")
@@ -94,6 +93,9 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         boot_in=args.boot_in,
         patchset_dirs=tuple(Path(d) for d in args.patchsets),
         manifest=args.manifest,
+        manifest_rev=args.manifest_rev,
+        manifest_file=args.manifest_file,
+        manifest_url=args.manifest_url,
         sync=args.sync,
         cmake=tuple(args.cmake),
         timeout=args.timeout,

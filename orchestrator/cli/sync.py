@@ -8,10 +8,10 @@ from typing import Any
 
 from rich.table import Table
 
-from orchestrator.cli.common import workspace_root
+from orchestrator.cli.common import add_manifest_options, workspace_root
 from orchestrator.errors import InputError
 from orchestrator.ui import UI
-from orchestrator.workspace.sync import ManifestSource, SyncReport, Workspace
+from orchestrator.workspace.sync import ManifestSource, SyncReport, Workspace, requested_source
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -20,14 +20,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Check out a repo-manifest workspace: like `repo init -u URL -b REV -m FILE && "
         "repo sync`, with each git dir under .orch/projects/. Later syncs reuse the recorded source.",
     )
-    parser.add_argument("-m", "--manifest", metavar="SOURCE",
-                        help="a manifest XML file, or a manifest repository URL or path "
-                        "(default: the recorded source, else the shipped seL4 camkes-vm-examples manifest)")
-    parser.add_argument("-b", "--manifest-rev", metavar="REV", help="manifest repository revision")
-    parser.add_argument("--manifest-file", metavar="NAME", help="manifest file in the repository "
-                        "(default: default.xml)")
-    parser.add_argument("--manifest-url", metavar="URL",
-                        help="URL relative remotes (fetch=\"../x\") resolve against when SOURCE is a file")
+    add_manifest_options(parser)
     parser.add_argument("-j", "--jobs", type=int, metavar="N", default=os.cpu_count() or 2,
                         help="parallel clones/fetches/checkouts (default: CPU count)")
     parser.add_argument("--mirror", metavar="DIR", help="directory of bare repositories named after "
@@ -43,16 +36,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def manifest_source(args: argparse.Namespace, ws: Workspace) -> ManifestSource | None:
     """The source the arguments ask for; ``None`` means the recorded (or shipped) one."""
-    if args.manifest:
-        return ManifestSource.parse(args.manifest, args.manifest_rev, args.manifest_file, args.manifest_url)
-    if not (args.manifest_rev or args.manifest_file):
-        return None
-    state = ws.load_state()
-    base = state.manifest.source if state else ManifestSource.shipped_default()
-    if base.url is None:
-        raise InputError("-b/--manifest-file need a manifest repository, but this workspace syncs "
-                         f"from the file {base.path}", hint="pass -m URL")
-    return base.with_overrides(args.manifest_rev, args.manifest_file)
+    return requested_source(ws, args.manifest, args.manifest_rev, args.manifest_file, args.manifest_url)
 
 
 def report_table(report: SyncReport) -> Table | str:

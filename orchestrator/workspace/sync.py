@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import tomllib
 from collections.abc import Iterator, Sequence
@@ -79,11 +80,11 @@ class ManifestSource:
             if revision:
                 raise InputError(f"-b {revision}: a revision needs a manifest repository, "
                                  f"but {source} is a file")
-            return cls(path=str(local.resolve()), manifest_url=manifest_url)
+            return cls(path=as_given(local), manifest_url=manifest_url)
         if not local.is_dir() and not _looks_like_url(source):
             raise InputError(f"-m {source}: no such manifest file or repository directory",
                              hint="give an XML file, a manifest repository directory, or a git URL")
-        url = str(local.resolve()) if local.is_dir() else source
+        url = as_given(local) if local.is_dir() else source
         return cls(url=url, revision=revision, file=file or "default.xml")
 
     @classmethod
@@ -102,6 +103,28 @@ class ManifestSource:
         if self.path:
             return self.path
         return f"{self.url} ({self.file} @ {self.revision or 'HEAD'})"
+
+
+def requested_source(ws: Workspace, manifest: str | None, revision: str | None, file: str | None,
+                     manifest_url: str | None) -> ManifestSource | None:
+    """The source ``-m/-b/--manifest-file/--manifest-url`` ask for; ``None`` means the recorded
+    (or shipped) one. ``-b``/``--manifest-file`` alone change the recorded repository's."""
+    if manifest:
+        return ManifestSource.parse(manifest, revision, file, manifest_url)
+    if not (revision or file):
+        return None
+    state = ws.load_state()
+    base = state.manifest.source if state else ManifestSource.shipped_default()
+    if base.url is None:
+        raise InputError("-b/--manifest-file need a manifest repository, but this workspace syncs "
+                         f"from the file {base.path}", hint="pass -m URL")
+    return base.with_overrides(revision, file)
+
+
+def as_given(path: Path) -> str:
+    """``path`` made absolute the way the user wrote it: symlinks are kept (not ``resolve()``d),
+    so a relative remote (``../seL4``) resolves next to the path the user named, as with `repo`."""
+    return os.path.normpath(os.path.join(os.getcwd(), path))
 
 
 def _looks_like_url(source: str) -> bool:
@@ -148,6 +171,8 @@ class ManifestRecord:
     remotes: dict[str, str] = field(default_factory=dict)  # name -> resolved fetch URL
     default_remote: str | None = None
     default_revision: str | None = None
+    remotes_base: str | None = None
+    """The URL or path, as the user gave it, that relative remotes (``../seL4``) resolved against."""
 
 
 @dataclass
@@ -302,7 +327,35 @@ def resolve_revision(git_dir: Path, revision: str, *, upstream: str | None, sour
         sha = gitops.rev_parse(git_dir, local_ref)
         if sha:
             return sha
+    if revision.startswith("-"):
+        raise missing
+    if fetch_branches:  # an abbreviated SHA or `tag~2` may name history of any branch or tag
+        with contextlib.suppress(gitops.MissingRevision):
+            gitops.fetch(git_dir, sources[-1], ["+refs/heads/*:refs/remotes/origin/*",
+                                                "+refs/tags/*:refs/tags/*"], what=where)
+    sha = resolve_unambiguous(git_dir, revision, where=where)
+    if sha:
+        return sha
     raise missing
+
+
+_HEX_PREFIX = re.compile(r"^[0-9a-fA-F]{4,63}$")
+
+
+def resolve_unambiguous(git_dir: Path, revision: str, *, where: str) -> str | None:
+    """The commit any other revision git understands names (an abbreviated SHA, ``v1.0~2``,
+    ``master^``), or ``None``; an abbreviated SHA that matches more than one commit is an
+    :class:`InputError` listing them."""
+    if _HEX_PREFIX.match(revision):
+        listed = gitops.try_run(["rev-parse", f"--disambiguate={revision.lower()}"], git_dir=git_dir) or ""
+        commits = sorted({sha for sha in (gitops.rev_parse(git_dir, c) for c in listed.split()) if sha})
+        if len(commits) > 1:
+            raise InputError(f"{where}: revision {revision} is ambiguous: it abbreviates "
+                             + ", ".join(c[:12] for c in commits),
+                             hint="give more digits of the SHA")
+        if commits:
+            return commits[0]
+    return gitops.rev_parse(git_dir, revision)
 
 
 # --- the workspace ---------------------------------------------------------------------------
@@ -470,13 +523,16 @@ class Workspace:
         return [f"manifest: {where}" for where in saved]
 
     def load_manifest(self, source: ManifestSource, groups: Sequence[str] = ("default",), *,
-                      force: bool = False, backup: list[str] | None = None) -> tuple[Manifest, str | None]:
+                      force: bool = False, backup: list[str] | None = None
+                      ) -> tuple[Manifest, str | None, str | None]:
+        """(the manifest with only ``groups``, the manifest repository commit, the URL or path
+        relative remotes resolved against)."""
         file, display, base, commit = self._prepare_manifest(source, force, backup)
         include_root = file.parent if source.path else self.meta_dir / "manifest"
         locals_ = sorted(self.local_manifests_dir.glob("*.xml")) if self.local_manifests_dir.is_dir() else []
         manifest = load_manifest(file, manifest_url=base, local_manifests=locals_, display=display,
                                  include_root=include_root)
-        return manifest.select_groups(list(groups)), commit
+        return manifest.select_groups(list(groups)), commit, base
 
     # sync
 
@@ -497,12 +553,13 @@ class Workspace:
                 source = previous.manifest.source if previous else ManifestSource.shipped_default()
             groups = list(groups or (previous.manifest.groups if previous else ["default"]))
             manifest_backup: list[str] = []
-            manifest, commit = self.load_manifest(source, groups, force=force, backup=manifest_backup)
+            manifest, commit, base = self.load_manifest(source, groups, force=force, backup=manifest_backup)
             record = ManifestRecord(
                 source=source, commit=commit, groups=groups,
                 local_manifests=sorted(p.name for p in self.local_manifests_dir.glob("*.xml")),
                 remotes={r.name: r.url for r in manifest.remotes.values()},
                 default_remote=manifest.default_remote, default_revision=manifest.default_revision,
+                remotes_base=base,
             )
             old_projects = previous.projects if previous else {}
             if previous is None or previous.manifest.source != source:
@@ -839,7 +896,13 @@ class Workspace:
     def pinned_manifest_xml(self) -> str:
         """The workspace as a fully pinned manifest, like ``repo manifest -r``."""
         state = self.state()
-        return to_xml(self.manifest_from_state(), {p: rec.sha for p, rec in state.projects.items()})
+        xml = to_xml(self.manifest_from_state(), {p: rec.sha for p, rec in state.projects.items()})
+        base = state.manifest.remotes_base
+        if base is None:
+            return xml
+        declaration, _, rest = xml.partition("\n")
+        note = f"<!-- relative remotes were resolved against {base.replace('--', '- -')} -->"
+        return f"{declaration}\n{note}\n{rest}"
 
 
 def _gitfile_points_at(gitfile: Path, git_dir: Path) -> bool:
