@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -33,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator import __version__
+from orchestrator import __version__, layout
 from orchestrator.analysis import elf as elfinfo
 from orchestrator.analysis import memory
 from orchestrator.analysis.elf import SymbolHit, vmm_static
@@ -46,11 +45,11 @@ from orchestrator.boot.qemu import (
     RunSpec,
     qemu_argv_from_simulate,
     run_image,
-    sha256_of,
 )
 from orchestrator.build.builder import BuildContext, BuildResult, build_variants
 from orchestrator.build.spec import BuildSpec, VariantSpec, check_spec, override, spec_for
 from orchestrator.build.variant_tree import variant_base
+from orchestrator.digest import Hasher, json_digest, sha256_file_or_none
 from orchestrator.errors import InfraError, InputError
 from orchestrator.patchset.apply import Patchset, check, load_patchset, patchset_search_path, resolve
 from orchestrator.report import render as rep
@@ -59,8 +58,6 @@ from orchestrator.ui import UI, to_jsonable
 from orchestrator.workspace.sync import ManifestSource, Workspace, requested_source
 from orchestrator.workspace.tree import SourceTree
 
-RUNS_DIR = Path(".orch") / "runs"
-ANALYSIS_DIR = Path(".orch") / "analysis"
 RUN_CACHE_VERSION = 1
 CACHEABLE_VERDICTS = ("pass", "fail")  # timeouts and errors are always tried again
 
@@ -202,7 +199,7 @@ def run_spec_for(build: BuildResult, spec: BuildSpec, opts: Options) -> RunSpec:
 
 def run_key(spec: RunSpec, image_sha256: str, launcher: Launcher) -> str:
     """Same image, same way of running it, same rules: the same run."""
-    rules = [sha256_of(p) for p in spec.rules]
+    rules = [sha256_file_or_none(p) for p in spec.rules]
     simulate = spec.simulate.read_text(errors="replace") if spec.simulate else None
     data = {
         "v": RUN_CACHE_VERSION, "image": image_sha256, "platform": spec.platform, "memory": spec.memory,
@@ -210,7 +207,7 @@ def run_key(spec: RunSpec, image_sha256: str, launcher: Launcher) -> str:
         "timeout": spec.timeout, "boot_timeout": spec.boot_timeout, "login": to_jsonable(spec.login),
         "launcher": launcher.describe(), "orch": __version__,
     }
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    return json_digest(data)
 
 
 def boot(build: BuildResult, spec: BuildSpec, opts: Options, launcher: _TrackingLauncher,
@@ -218,9 +215,9 @@ def boot(build: BuildResult, spec: BuildSpec, opts: Options, launcher: _Tracking
          ) -> tuple[dict[str, Any], bool, Path]:
     """Boot one build, or reuse an identical earlier run. Returns (record, cached, its dir)."""
     run_spec = run_spec_for(build, spec, opts)
-    image_sha = sha256_of(run_spec.image) or ""
+    image_sha = sha256_file_or_none(run_spec.image) or ""
     key = run_key(run_spec, image_sha, launcher)
-    directory = opts.workspace / RUNS_DIR / key[:16]
+    directory = layout.boots_dir(opts.workspace) / key[:16]
     record_file = directory / "run.json"
     if not opts.rerun and record_file.is_file():
         try:
@@ -254,9 +251,9 @@ def analyser_key() -> str:
     """A hash of the code that reads the figures (ELF scan, bookkeeping), so a remembered
     analysis is used only with the code that made it: a fixed readout must not keep showing
     the old figures for builds that are cached."""
-    digest = hashlib.sha256()
+    digest = Hasher()
     for module in (elfinfo, memory):
-        digest.update(Path(module.__file__ or "").read_bytes())
+        digest.update_file(Path(module.__file__ or ""))
     return digest.hexdigest()[:12]
 
 
@@ -264,7 +261,7 @@ def analyse(build: BuildResult, spec: BuildSpec, root: Path) -> dict[str, Any]:
     """VMM pool/.bss from the ELF files and the seed's bookkeeping, for one successful build;
     remembered per build inputs hash (the variant's build dir is replaced by later builds)."""
     inputs = str(build.metadata.get("inputs_hash") or "")
-    cache = root / ANALYSIS_DIR / f"{inputs[:16]}-{analyser_key()}.json" if inputs else None
+    cache = layout.analysis_dir(root) / f"{inputs[:16]}-{analyser_key()}.json" if inputs else None
     if cache is not None and cache.is_file():
         try:
             data: dict[str, Any] = json.loads(cache.read_text())
@@ -273,7 +270,7 @@ def analyse(build: BuildResult, spec: BuildSpec, root: Path) -> dict[str, Any]:
             pass
     base = variant_base(root, build.variant)
     built_here = build.image is not None and (base / "build" / spec.image_name).is_file() and (
-        sha256_of(base / "build" / spec.image_name) == sha256_of(build.image))
+        sha256_file_or_none(base / "build" / spec.image_name) == sha256_file_or_none(build.image))
     scan = base / "build" if built_here else build.output_dir
     static = vmm_static(scan)
     estimate = gather(base / "src" if built_here else None, app=spec.app, platform=spec.platform,
@@ -308,7 +305,7 @@ def build_summary(build: BuildResult | None, error: str | None = None) -> rep.Bu
         status=status,
         seconds=0.0 if build.cached else build.metadata.get("duration"),
         image=str(build.image) if build.image else None,
-        image_sha256=sha256_of(build.image) if build.image else None,
+        image_sha256=sha256_file_or_none(build.image) if build.image else None,
         build_dir=str(build.output_dir),
         log=str(build.log),
         message=failure.message if failure else None,

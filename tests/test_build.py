@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from orchestrator.build.builder import (
-    SEL4_CACHE_DIR,
     BuildContext,
     BuildResult,
     build_variant,
@@ -25,6 +24,7 @@ from orchestrator.build.builder import (
 from orchestrator.build.spec import VariantSpec, override
 from orchestrator.build.variant_tree import worktrees_of
 from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, InfraError
+from orchestrator.layout import sel4_cache_dir
 from orchestrator.runtime.executor import HostExecutor
 from tests.conftest import require_tools
 from tests.support.build import IMAGE_NAME, BuildWorkspace, make_build_workspace, snapshot
@@ -78,7 +78,7 @@ def test_variants_share_the_workspaces_sel4_cache(ws: BuildWorkspace) -> None:
     stale.mkdir(parents=True)
     (stale / "old").write_text("a cache of 4k's own")
     build_variants(context(ws), ws.variants())
-    shared = ws.root / SEL4_CACHE_DIR
+    shared = sel4_cache_dir(ws.root)
     assert (shared / "configure.log").read_text().splitlines() == ["configured", "configured"]
     for variant in ("4k", "largepage"):
         link = ws.root / ".orch" / "variants" / variant / "src" / ".sel4_cache"

@@ -9,7 +9,8 @@ from pathlib import Path
 from orchestrator.build.builder import BuildResult
 from orchestrator.build.spec import BuildSpec
 from orchestrator.build.variant_tree import variant_base
-from orchestrator.job import ANALYSIS_DIR, analyse, analyser_key
+from orchestrator.job import analyse, analyser_key
+from orchestrator.layout import ANALYSIS_DIR
 from tests.conftest import require_tools
 
 POOL_C = """

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import os
 import re
 import selectors
@@ -33,6 +32,7 @@ from orchestrator.boot.console import (
     parse_meminfo,
     rules_for,
 )
+from orchestrator.digest import sha256_file_or_none
 from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, EXIT_OK, InfraError, InputError
 from orchestrator.ui import UI, to_jsonable
 
@@ -358,17 +358,6 @@ class RunRecord:
         data: dict[str, Any] = to_jsonable(self)
         data["exit_code"] = self.exit_code
         return data
-
-
-def sha256_of(path: Path) -> str | None:
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
 
 
 # -- the console reader ---------------------------------------------------------------------------
@@ -746,7 +735,7 @@ def run_image(spec: RunSpec, ui: UI) -> RunRecord:
     ruleset = rules_for(spec.platform, spec.rules)
     argv, cwd = qemu_command(spec)
     record = RunRecord(
-        image=str(spec.image), image_sha256=sha256_of(spec.image), platform=spec.platform,
+        image=str(spec.image), image_sha256=sha256_file_or_none(spec.image), platform=spec.platform,
         verdict="error", launcher=launcher.describe(), rules=list(ruleset.sources),
         started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )

@@ -19,7 +19,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import re
@@ -31,8 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from orchestrator import __version__
+from orchestrator import __version__, layout
 from orchestrator.build.spec import BuildSpec, VariantSpec
+from orchestrator.digest import json_digest, sha256_file
 from orchestrator.errors import EXIT_FAIL, InfraError, OrchError
 from orchestrator.runtime.executor import (
     LABEL_VARIANT,
@@ -43,10 +43,11 @@ from orchestrator.runtime.executor import (
     Job,
     Step,
 )
+from orchestrator.workspace.manifest import FileLink
+from orchestrator.workspace.state import recorded_manifest
 from orchestrator.workspace.tree import SourceTree
 from orchestrator.ui import UI, Tracker
 from orchestrator.build.variant_tree import (
-    FileLink,
     VariantTree,
     head_commit,
     mark_ready,
@@ -57,8 +58,6 @@ from orchestrator.build.variant_tree import (
 )
 
 RECIPE_VERSION = 1  # bump when the build commands change, to invalidate every cache entry
-BUILDS_DIR = Path(".orch") / "builds"
-SEL4_CACHE_DIR = Path(".orch") / "sel4-cache"
 LOG_TAIL_LINES = 20
 _CONFIGURE_KEY = ".orch-configure.key"
 
@@ -151,18 +150,6 @@ class _Interrupted(Exception):
     """A worker's build was cancelled by Ctrl-C in the main thread."""
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _hash(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def _name(patchset: Any) -> str:
     return str(getattr(patchset, "name", patchset))
 
@@ -173,7 +160,7 @@ def patch_records(patchset: Any) -> list[PatchRecord]:
     for refs in getattr(patchset, "projects", {}).values():
         for ref in refs:
             path = Path(ref.path)
-            sha = _sha256_file(path) if path.is_file() else str(ref.sha256)
+            sha = sha256_file(path) if path.is_file() else str(ref.sha256)
             records.append(PatchRecord(_name(patchset), str(ref.project), str(ref.file), sha))
     return records
 
@@ -190,16 +177,6 @@ def _images_dir_summary(directory: Path | None) -> list[Any] | None:
                 stat = path.stat()
                 summary.append([str(path.relative_to(directory)), stat.st_size, stat.st_mtime_ns])
     return summary
-
-
-def _read_manifest_source(root: Path) -> dict[str, Any]:
-    """The manifest source orch sync recorded in ``.orch/state.json``, if any."""
-    try:
-        state = json.loads((root / ".orch" / "state.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    manifest = state.get("manifest") if isinstance(state, dict) else None
-    return manifest if isinstance(manifest, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -220,10 +197,10 @@ def _plan(ctx: BuildContext, shared: _Shared, variant: VariantSpec, patchsets: S
     patches = tuple(r for p in patchsets for r in patch_records(p))
     options = ctx.spec.options_for(variant)
     images_dir = ctx.spec.images_dir(variant)
-    tree_key = _hash({"commits": shared.commits, "patches": [r.sha256 for r in patches],
+    tree_key = json_digest({"commits": shared.commits, "patches": [r.sha256 for r in patches],
                       "patchsets": [_name(p) for p in patchsets],
                       "links": [list(vars(link).values()) for link in shared.links]})
-    inputs_hash = _hash({
+    inputs_hash = json_digest({
         "recipe": RECIPE_VERSION,
         "tree": tree_key,
         "app": ctx.spec.app,
@@ -232,7 +209,7 @@ def _plan(ctx: BuildContext, shared: _Shared, variant: VariantSpec, patchsets: S
         "executor": [shared.info.name, shared.info.identity],
         "images_dir": _images_dir_summary(images_dir),
     })
-    output_dir = ctx.root / BUILDS_DIR / variant.name / inputs_hash[:16]
+    output_dir = layout.builds_dir(ctx.root, variant.name) / inputs_hash[:16]
     return _Plan(variant, tuple(patchsets), patches, options, images_dir, tree_key, inputs_hash, output_dir)
 
 
@@ -286,12 +263,12 @@ def _settings_contents(tree: SourceTree) -> dict[str, str]:
         for settings in sorted(checkout.directory.rglob("*settings.cmake")):
             if ".git" in settings.parts:
                 continue
-            found[f"{path}/{settings.relative_to(checkout.directory)}"] = _sha256_file(settings)
+            found[f"{path}/{settings.relative_to(checkout.directory)}"] = sha256_file(settings)
     return found
 
 
 def _configure_key(ctx: BuildContext, plan: _Plan, shared: _Shared, variant: VariantTree) -> str:
-    return _hash({"options": list(plan.options), "executor": shared.info.identity,
+    return json_digest({"options": list(plan.options), "executor": shared.info.identity,
                   "settings": _settings_contents(variant.tree), "recipe": RECIPE_VERSION})
 
 
@@ -323,7 +300,7 @@ def _binds(ctx: BuildContext, variant: VariantTree, plan: _Plan) -> list[Bind]:
     binds = [
         Bind(ctx.root.resolve(), read_only=True),  # projects' git dirs, the user's checkouts
         Bind(variant.base.resolve(), read_only=False),  # the variant's src/ and build/
-        Bind((ctx.root / SEL4_CACHE_DIR).resolve(), read_only=False),
+        Bind(layout.sel4_cache_dir(ctx.root).resolve(), read_only=False),
     ]
     if plan.images_dir is not None:
         binds.append(Bind(plan.images_dir.resolve(), read_only=True))
@@ -417,7 +394,7 @@ def _collect(ctx: BuildContext, variant: VariantTree, output_dir: Path) -> list[
         target = output_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(built, target)
-        artifacts.append(Artifact(name, target, _sha256_file(target), target.stat().st_size))
+        artifacts.append(Artifact(name, target, sha256_file(target), target.stat().st_size))
     return artifacts
 
 
@@ -470,7 +447,7 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
     if configure:  # settings.cmake values are read at configure time only: start clean
         shutil.rmtree(variant.build, ignore_errors=True)
         variant.build.mkdir(parents=True)
-    share_sel4_cache(variant.src, ctx.root / SEL4_CACHE_DIR)
+    share_sel4_cache(variant.src, layout.sel4_cache_dir(ctx.root))
     plan.output_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("metadata.json", "simulate", ctx.spec.image_name):
         (plan.output_dir / stale).unlink(missing_ok=True)
@@ -482,7 +459,7 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
             workdir=variant.build.resolve(),
             steps=_steps(plan.options, configure),
             output=_Log(handle, ctx.ui, plan.variant.name, tracker, task),
-            env={"SEL4_CACHE_DIR": str((ctx.root / SEL4_CACHE_DIR).resolve())},
+            env={"SEL4_CACHE_DIR": str(layout.sel4_cache_dir(ctx.root).resolve())},
             binds=_binds(ctx, variant, plan),
             labels={LABEL_VARIANT: plan.variant.name, LABEL_WORKSPACE: str(ctx.root.resolve())},
             timeout=ctx.timeout,
@@ -536,7 +513,7 @@ def _shared(ctx: BuildContext) -> _Shared:
             ctx.ui.warn(f"{path}: variants build the pinned {checkout.pinned[:12]}, not your checked-out "
                         "commits (turn local work into a patchset: orch patchset import)")
     links = tuple(ctx.links) if ctx.links is not None else tuple(workspace_links(ctx.root, ctx.tree))
-    manifest = dict(ctx.manifest) if ctx.manifest is not None else _read_manifest_source(ctx.root)
+    manifest = dict(ctx.manifest) if ctx.manifest is not None else recorded_manifest(ctx.root)
     return _Shared(info, commits, links, manifest, threading.Event(), threading.Lock())
 
 

@@ -27,26 +27,16 @@ from pathlib import Path
 
 import git
 
+from orchestrator import layout
 from orchestrator.workspace import gitops
 from orchestrator.errors import InfraError, WorkspaceError
+from orchestrator.workspace.manifest import FileLink
+from orchestrator.workspace.state import recorded_links
 from orchestrator.workspace.tree import ProjectCheckout, SourceTree
 
-VARIANTS_DIR = Path(".orch") / "variants"
 _READY = "tree.key"
 _HEADS = "heads.json"  # each worktree's HEAD as orch left it (patches applied)
-BACKUP_PREFIX = "refs/orch/backup/variants/"
 Warn = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class FileLink:
-    """A manifest ``linkfile`` (symlink) or ``copyfile``: ``src`` in ``project``, ``dest`` at the
-    root of the tree."""
-
-    project: str
-    src: str
-    dest: str
-    copy: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,7 +57,7 @@ class VariantTree:
 
 
 def variant_base(root: Path, name: str) -> Path:
-    return root / VARIANTS_DIR / name
+    return layout.variant_dir(root, name)
 
 
 def _repo(directory: Path) -> git.Repo:
@@ -92,28 +82,10 @@ def _common_dir(directory: Path) -> Path:
     return Path(_repo(directory).common_dir).resolve()
 
 
-def state_links(root: Path) -> list[FileLink] | None:
-    """The linkfiles and copyfiles ``orch sync`` recorded in ``.orch/state.json``, or None."""
-    try:
-        projects = json.loads((root / ".orch" / "state.json").read_text()).get("projects")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not isinstance(projects, dict) or not projects:
-        return None
-    links: list[FileLink] = []
-    for path, record in projects.items():
-        if not isinstance(record, dict) or record.get("skipped"):
-            continue
-        for kind, copy in (("linkfiles", False), ("copyfiles", True)):
-            for entry in record.get(kind) or []:
-                links.append(FileLink(str(path), str(entry["src"]), str(entry["dest"]), copy=copy))
-    return links
-
-
 def workspace_links(root: Path, tree: SourceTree) -> list[FileLink]:
     """The workspace's linkfiles/copyfiles: as recorded by sync, else found as symlinks in
     ``root`` that point into a project (copyfiles cannot be found that way)."""
-    recorded = state_links(root)
+    recorded = recorded_links(root)
     if recorded is not None:
         return [link for link in recorded if link.project in tree.projects]
     links: list[FileLink] = []
@@ -125,7 +97,7 @@ def workspace_links(root: Path, tree: SourceTree) -> list[FileLink]:
         for checkout in projects:
             directory = checkout.directory.resolve()
             if target.is_relative_to(directory):
-                links.append(FileLink(checkout.path, str(target.relative_to(directory)), entry.name))
+                links.append(FileLink(str(target.relative_to(directory)), entry.name, project=checkout.path))
                 break
     return links
 
@@ -159,7 +131,8 @@ def _drop_patch_branches(directory: Path) -> None:
     and their backups) from the shared repository, so none pile up in the user's repo."""
     repo = _repo(directory)
     name = Path(repo.git_dir).name
-    prefixes = [f"refs/heads/orch-worktree/{name}/", f"refs/heads/orch-backup/orch-worktree/{name}/"]
+    namespace = layout.namespace_for(name)
+    prefixes = [layout.patchset_branch(namespace, ""), layout.patchset_backup_prefix(namespace) + "/"]
     refs = _git(directory, "for-each-ref", "--format=%(refname)", *prefixes).split()
     if refs:
         gitops.run(["update-ref", "--stdin"], cwd=directory, stdin="".join(f"delete {r}\n" for r in refs))
@@ -197,7 +170,7 @@ def _save_user_work(base: Path, path: str, pinned: str, warn: Warn | None) -> No
         if not (modified or untracked or local):
             return
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        ref = f"{BACKUP_PREFIX}{base.name}/{path}/{stamp}"
+        ref = layout.variant_backup_ref(base.name, path, stamp)
         gitops.backup_work(git_dir, directory, head=head, dirty=bool(modified or untracked), ref=ref,
                            message=f"orch variant {base.name} backup {stamp}", stash=False)
     except (InfraError, git.GitError) as exc:
@@ -213,7 +186,7 @@ def _save_user_work(base: Path, path: str, pinned: str, warn: Warn | None) -> No
 
 def _patch_branches(directory: Path) -> list[str]:
     name = Path(_repo(directory).git_dir).name
-    return _git(directory, "for-each-ref", "--format=%(refname)", f"refs/heads/orch-worktree/{name}/").split()
+    return _git(directory, "for-each-ref", "--format=%(refname)", layout.patchset_branch(layout.namespace_for(name), "")).split()
 
 
 def _remove_worktree(source: ProjectCheckout, directory: Path) -> None:
@@ -334,7 +307,7 @@ def worktrees_of(checkout: Path) -> list[Path]:
 @contextlib.contextmanager
 def variant_lock(root: Path, name: str) -> Iterator[None]:
     """Hold the variant for this process: a second orch building it at once gets one line."""
-    lock_dir = root / VARIANTS_DIR
+    lock_dir = root / layout.VARIANTS_DIR
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / f"{name}.lock", "w") as handle:
         try:

@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from orchestrator.errors import InputError
-
-META_DIR = ".orch"
+from orchestrator.layout import is_workspace
 
 
 def workspace_root(args: argparse.Namespace) -> Path:
@@ -20,7 +19,7 @@ def workspace_root(args: argparse.Namespace) -> Path:
         return root
     here = Path.cwd().resolve()
     for candidate in (here, *here.parents):
-        if (candidate / META_DIR).is_dir():
+        if is_workspace(candidate):
             return candidate
     return here
 

@@ -11,6 +11,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from orchestrator import layout
 from orchestrator.boot.qemu import (
     DockerLauncher,
     LoginScript,
@@ -19,7 +20,7 @@ from orchestrator.boot.qemu import (
     image_from_simulate,
     run_image,
 )
-from orchestrator.cli.common import META_DIR, workspace_root
+from orchestrator.cli.common import workspace_root
 from orchestrator.errors import InputError
 from orchestrator.ui import UI
 
@@ -77,7 +78,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def _default_output(args: argparse.Namespace, image: Path) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     root = workspace_root(args)
-    base = root / META_DIR / "runs" if (root / META_DIR).is_dir() else Path.cwd() / "orch-runs"
+    base = layout.boots_dir(root) if layout.is_workspace(root) else Path.cwd() / "orch-runs"
     return base / f"{stamp}-{image.name}"
 
 

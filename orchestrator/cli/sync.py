@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
+from orchestrator import layout
 from orchestrator.cli.common import add_manifest_options, workspace_root
 from orchestrator.errors import InputError
 from orchestrator.ui import UI
@@ -25,12 +26,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         help="parallel clones/fetches/checkouts (default: CPU count)")
     parser.add_argument("--mirror", metavar="DIR", help="directory of bare repositories named after "
                         "the projects, tried before the network (also $ORCH_MIRROR, or mirror = in "
-                        ".orch/config.toml)")
+                        f"{layout.ORCH_DIR}/{layout.CONFIG_FILE})")
     parser.add_argument("-g", "--groups", metavar="GROUPS",
                         help="comma-separated manifest groups (default: the recorded ones, else 'default')")
     parser.add_argument("--force", action="store_true",
                         help="also move projects with local changes/commits, after backing them up "
-                        "(refs/orch/backup/<stamp> and a stash)")
+                        f"({layout.SYNC_BACKUP_PREFIX}<stamp> and a stash)")
     parser.set_defaults(func=handle)
 
 
@@ -51,7 +52,7 @@ def report_table(report: SyncReport) -> Table | str:
         if link.action != "unchanged":
             table.add_row(link.dest, f"{link.kind} {link.action}", "", link.reason or "")
     for where in report.manifest_backup:
-        table.add_row(".orch/manifest", "forced", "", f"backup: {where}")
+        table.add_row(f"{layout.ORCH_DIR}/{layout.MANIFEST_CHECKOUT}", "forced", "", f"backup: {where}")
     for orphan in report.orphans:
         table.add_row(orphan, "orphaned", "", "no longer in the manifest; left in place")
     unchanged = sum(p.action == "unchanged" for p in report.projects)

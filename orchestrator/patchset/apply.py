@@ -9,7 +9,6 @@ workspace and on a build variant's ``git worktree`` checkouts (whose branches li
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -26,6 +25,8 @@ from git.exc import GitCommandError
 from git.index import IndexFile
 from git.refs.symbolic import SymbolicReference
 
+from orchestrator import layout
+from orchestrator.digest import git_blob_id, sha256_file
 from orchestrator.errors import InputError, OrchError, WorkspaceError
 from orchestrator.patchset.config import (
     PatchRef,
@@ -54,7 +55,6 @@ from orchestrator.patchset.patchfile import (
     parse_patch_file,
     patch_file_name,
     same_patch,
-    sha256_file,
     split_repo_diff,
 )
 from orchestrator.workspace import gitops
@@ -79,7 +79,6 @@ __all__ = [
     "revert",
 ]
 
-BACKUP_PREFIX = "refs/heads/orch-backup"
 _P = TypeVar("_P")
 _R = TypeVar("_R")
 
@@ -121,7 +120,7 @@ class _Repo:
             return None
 
     def branch(self, patchset: str) -> str:
-        return f"refs/heads/{self.namespace}/{patchset}"
+        return layout.patchset_branch(self.namespace, patchset)
 
     def orch_refs(self) -> dict[str, str]:
         prefix = f"refs/heads/{self.namespace}/"
@@ -157,7 +156,7 @@ class _Repo:
             else:
                 edited.append(rel)
                 continue
-            if hashlib.sha1(b"blob %d\0" % len(data) + data).digest() != entry.binsha:
+            if git_blob_id(data) != entry.binsha:
                 edited.append(rel)
         return edited
 
@@ -183,7 +182,7 @@ class _Repo:
 
 def _namespace(repo: git.Repo) -> str:
     git_dir, common = Path(repo.git_dir).resolve(), Path(repo.common_dir).resolve()
-    return "orch" if git_dir == common else f"orch-worktree/{git_dir.name}"
+    return layout.namespace_for(None if git_dir == common else git_dir.name)
 
 
 def _open(checkout: ProjectCheckout) -> _Repo:
@@ -289,7 +288,8 @@ def check(tree: SourceTree, patchsets: Sequence[Patchset]) -> CheckReport:
 
 def _applied_result(patchset: Patchset, ref: PatchRef, patch: ParsedPatch) -> PatchResult:
     hunks = [
-        HunkResult(change.path, hunk.header, Status.ALREADY_APPLIED, f"on branch orch/{patchset.name}")
+        HunkResult(change.path, hunk.header, Status.ALREADY_APPLIED,
+                   f"on branch {layout.PATCHSET_NAMESPACE}/{patchset.name}")
         for change in patch.changes
         for hunk in change.hunks
     ]
@@ -529,7 +529,7 @@ def _apply_project(plan: _Plan, three_way: bool) -> ProjectApply:
         branch = repo.branch(name)
         old = snap.refs.get(branch)
         if old is not None and old != top:
-            backup = f"{BACKUP_PREFIX}/{repo.namespace}/{name}-{_timestamp()}"
+            backup = f"{layout.patchset_backup_prefix(repo.namespace)}/{name}-{_timestamp()}"
             repo.write_ref(backup, old)
             result.backups.append(backup.removeprefix("refs/heads/"))
         repo.write_ref(branch, top)
@@ -569,7 +569,7 @@ def _rollback(plans: Sequence[_Plan]) -> None:
 
 
 def _backups(repo: _Repo) -> list[str]:
-    prefix = f"{BACKUP_PREFIX}/{repo.namespace}"
+    prefix = layout.patchset_backup_prefix(repo.namespace)
     return [str(r.path) for r in SymbolicReference._iter_items(repo.repo, prefix)]
 
 
@@ -605,7 +605,7 @@ def revert(tree: SourceTree, patchsets: Sequence[Patchset] | None = None) -> Rev
 def _revert_project(repo: _Repo, head: str, head_ref: str | None) -> ProjectRevert:
     backup = None
     if head_ref is None and not repo.run("for-each-ref", "--count=1", "--contains", head, "refs/heads"):
-        backup = f"{BACKUP_PREFIX}/{repo.namespace}/detached-{_timestamp()}"
+        backup = f"{layout.patchset_backup_prefix(repo.namespace)}/detached-{_timestamp()}"
         repo.write_ref(backup, head)
     try:
         repo.run("checkout", "--quiet", "--detach", repo.checkout.pinned)

@@ -18,8 +18,9 @@ from typing import Any
 
 import tomli_w
 
+from orchestrator.digest import sha256_file
 from orchestrator.errors import InputError
-from orchestrator.patchset.patchfile import check_relative_path, sha256_file
+from orchestrator.patchset.patchfile import check_relative_path
 from orchestrator.shipped import shipped_dir
 
 CONFIG_NAME = "patchset.toml"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
-import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,10 +58,6 @@ class ParsedPatch:
     subject: str
     author: str
     changes: tuple[FileChange, ...] = field(default_factory=tuple)
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _strip_prefix(name: str, prefix: str) -> str | None:

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator import layout
 from orchestrator.analysis.memory import format_bytes
 from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, EXIT_OK, InputError
 from orchestrator.ui import dumps
@@ -548,12 +549,8 @@ def diff_table(a: RunReport, b: RunReport, differences: list[Difference]) -> Tab
 
 # --- the results directory --------------------------------------------------------------------
 
-RESULTS_SUBDIR = Path(".orch") / "results"
-LATEST = "latest"
-
-
 def results_root(workspace: Path) -> Path:
-    return workspace / RESULTS_SUBDIR
+    return layout.results_dir(workspace)
 
 
 def new_run_dir(workspace: Path, run_id: str) -> Path:
@@ -565,8 +562,8 @@ def new_run_dir(workspace: Path, run_id: str) -> Path:
         n += 1
         directory = root / f"{run_id}.{n}"
     directory.mkdir()
-    link = root / LATEST
-    tmp = root / f".{LATEST}.tmp"
+    link = root / layout.LATEST
+    tmp = root / f".{layout.LATEST}.tmp"
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(directory.name)
     tmp.replace(link)
@@ -576,7 +573,7 @@ def new_run_dir(workspace: Path, run_id: str) -> Path:
 def find_run(workspace: Path, ref: str | None) -> Path:
     """A run's results directory from a path, a run id (or a unique prefix of one), or
     ``latest`` (the default)."""
-    ref = ref or LATEST
+    ref = ref or layout.LATEST
     as_path = Path(ref).expanduser()
     if (as_path / RESULTS_JSON).is_file() or (as_path.is_file() and as_path.name == RESULTS_JSON):
         return as_path if as_path.is_dir() else as_path.parent

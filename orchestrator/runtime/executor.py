@@ -12,7 +12,6 @@ fails) and return a :class:`JobOutcome`; machinery failures raise :class:`InfraE
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shlex
 import shutil
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from orchestrator.digest import sha256_bytes
 from orchestrator.errors import InfraError, InputError
 from orchestrator.runtime.docker import connect, engine_error, sdk_errors
 from orchestrator.ui import UI
@@ -96,7 +96,7 @@ class ExecutorInfo:
     @property
     def identity(self) -> str:
         """A stable string that changes whenever the build environment changes."""
-        return self.image_id or hashlib.sha256(self.toolchain.encode()).hexdigest()
+        return self.image_id or sha256_bytes(self.toolchain)
 
 
 class Executor(Protocol):

@@ -9,7 +9,6 @@ so an unchanged image is reused by tag, and listing/inspecting the images it mad
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import shutil
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import parse_wheel_filename
 
+from orchestrator.digest import Hasher, sha256_bytes
 from orchestrator.errors import InfraError, InputError
 from orchestrator.runtime.docker import connect, sdk_errors
 from orchestrator.shipped import shipped_dir
@@ -109,7 +109,7 @@ def first_line(text: str) -> str:
 
 def wheel_cache_dir(requirements: Iterable[str], image_python: str) -> Path:
     """Where wheels for these requirements, the image's Python and this machine are kept."""
-    key = hashlib.sha256("\n".join(sorted(requirements)).encode()).hexdigest()[:16]
+    key = sha256_bytes("\n".join(sorted(requirements)))[:16]
     return cache_root() / "wheels" / f"py{image_python}-{platform.machine()}-{key}"
 
 
@@ -221,7 +221,7 @@ def context_files(docker_dir: Path) -> list[Path]:
 
 def context_digest(docker_dir: Path, wheels: Iterable[str]) -> str:
     """sha256 over the Dockerfile directory's files and the names of the wheels used."""
-    digest = hashlib.sha256()
+    digest = Hasher()
     for path in context_files(docker_dir):
         digest.update(str(path.relative_to(docker_dir)).encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
@@ -285,7 +285,7 @@ def ensure_image(spec: ImageSpec, ui: UI, *, rebuild: bool = False, no_cache: bo
     wheels_dir = select_wheels(spec, ui, client)
     wheels = list_wheels(wheels_dir) if wheels_dir else []
     context_sha = context_digest(spec.docker_dir, wheels)
-    key = hashlib.sha256(f"{spec.target}\0{base_id}\0{context_sha}".encode()).hexdigest()
+    key = sha256_bytes(f"{spec.target}\0{base_id}\0{context_sha}")
     tag = spec.resolved_tag
     existing = find_image(client, tag)
     if existing is not None and not (rebuild or no_cache) and existing.labels.get(LABEL_KEY) == key:

@@ -22,10 +22,11 @@ import defusedxml
 import defusedxml.ElementTree as SafeET
 
 from orchestrator.errors import InputError
+from orchestrator.layout import ORCH_DIR
 
 _SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _IGNORED_ELEMENTS = {"notice", "manifest-server", "repo-hooks", "superproject", "contactinfo", "annotation"}
-_RESERVED_COMPONENTS = {".git", ".orch", ".repo"}
+_RESERVED_COMPONENTS = {".git", ORCH_DIR, ".repo"}
 
 
 def is_sha(revision: str) -> bool:
@@ -35,11 +36,14 @@ def is_sha(revision: str) -> bool:
 
 @dataclass(frozen=True)
 class FileLink:
-    """A ``linkfile`` (symlink) or ``copyfile`` (copy): ``src`` in the project, ``dest`` in the
-    workspace root."""
+    """A ``linkfile`` (symlink) or ``copyfile`` (copy, ``copy`` True): ``src`` in the project,
+    ``dest`` in the workspace root. ``project`` (its path) is set where links of several
+    projects are listed together (a variant tree's links)."""
 
     src: str
     dest: str
+    project: str = ""
+    copy: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,8 @@ def _file_links(display: str, element: ET.Element) -> tuple[list[FileLink], list
         if child.tag in ("linkfile", "copyfile"):
             src = check_relative_path(display, child, "src", child.get("src"))
             dest = check_relative_path(display, child, "dest", child.get("dest"))
-            (links if child.tag == "linkfile" else copies).append(FileLink(src, dest))
+            copy = child.tag == "copyfile"
+            (copies if copy else links).append(FileLink(src, dest, copy=copy))
         elif child.tag == "annotation":
             continue
         elif child.tag == "project":

@@ -1,13 +1,8 @@
-"""A `repo`-style workspace: the ``.orch/`` layout, its state file, and sync / status over it.
+"""A `repo`-style workspace: its state file, and sync / status over it.
 
-Layout (the workspace root holds the checkouts at their manifest paths)::
-
-    .orch/state.json                  what the last sync did (written last, atomically)
-    .orch/config.toml                 optional settings (``mirror = "DIR"``)
-    .orch/manifest.git, .orch/manifest/   the manifest repository (for git sources)
-    .orch/local_manifests/*.xml       local manifests, applied in sorted order
-    .orch/projects/<path>.git         each project's git directory
-    <path>/.git                       a gitfile pointing there (never a directory)
+The workspace root holds the checkouts at their manifest paths, each ``<path>/.git`` a gitfile
+pointing at ``.orch/projects/<path>.git`` (never a directory); every ``.orch/`` path and ref
+name is defined in :mod:`orchestrator.layout`.
 
 Safety: a checkout with uncommitted changes, untracked files or local commits is skipped with
 a reason unless ``force``; forcing keeps the work (``refs/orch/backup/<stamp>`` + a stash).
@@ -19,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 import shutil
@@ -29,10 +23,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from git.exc import GitCommandError
 
+from orchestrator import layout
 from orchestrator.errors import (
     EXIT_CANNOT_TEST,
     EXIT_FAIL,
@@ -43,66 +37,24 @@ from orchestrator.errors import (
     OrchError,
     WorkspaceError,
 )
-from orchestrator.shipped import shipped_dir
-from orchestrator.ui import NULL_TRACKER, Tracker, to_jsonable
+from orchestrator.layout import CHECKOUT_JOURNAL as JOURNAL
+from orchestrator.layout import ORCH_DIR, PINNED_REF, STATE_FILE
+from orchestrator.ui import NULL_TRACKER, Tracker
 from orchestrator.workspace import gitops
 from orchestrator.workspace.manifest import FileLink, Manifest, Project, Remote, is_sha, load_manifest, to_xml
+from orchestrator.workspace.state import (
+    ManifestRecord,
+    ManifestSource,
+    ProjectRecord,
+    WorkspaceState,
+    load_state,
+    save_state,
+)
 from orchestrator.workspace.tree import ProjectCheckout, SourceTree
 
-META_DIR = ".orch"
-STATE_VERSION = 1
-JOURNAL = "orch-checkout"  # in a project's git dir while its checkout is being moved
-PINNED_REF = "refs/orch/pinned"
-BACKUP_PREFIX = "refs/orch/backup/"
-
+__all__ = ["ManifestSource", "ProjectRecord", "SyncReport", "Workspace", "WorkspaceState"]
 
 # --- records ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ManifestSource:
-    """Where the manifest comes from: a manifest repository (``url`` + ``revision`` + ``file``,
-    repo's ``-u/-b/-m``) or a local XML ``path``. ``manifest_url`` is what relative remotes
-    resolve against for a local file."""
-
-    url: str | None = None
-    path: str | None = None
-    revision: str | None = None
-    file: str = "default.xml"
-    manifest_url: str | None = None
-
-    @classmethod
-    def parse(cls, source: str, revision: str | None = None, file: str | None = None,
-              manifest_url: str | None = None) -> ManifestSource:
-        """``-m SOURCE``: an XML file, a local manifest repository, or a git URL."""
-        local = Path(source).expanduser()
-        if local.is_file():
-            if revision:
-                raise InputError(f"-b {revision}: a revision needs a manifest repository, "
-                                 f"but {source} is a file")
-            return cls(path=as_given(local), manifest_url=manifest_url)
-        if not local.is_dir() and not _looks_like_url(source):
-            raise InputError(f"-m {source}: no such manifest file or repository directory",
-                             hint="give an XML file, a manifest repository directory, or a git URL")
-        url = as_given(local) if local.is_dir() else source
-        return cls(url=url, revision=revision, file=file or "default.xml")
-
-    @classmethod
-    def shipped_default(cls) -> ManifestSource:
-        """The manifest orch syncs when given none: ``manifests/default.toml``."""
-        spec = shipped_dir("manifests") / "default.toml"
-        data = tomllib.loads(spec.read_text())
-        return cls(url=data["url"], revision=data.get("revision"), file=data.get("file", "default.xml"))
-
-    def with_overrides(self, revision: str | None, file: str | None) -> ManifestSource:
-        if self.url is None:
-            return self
-        return ManifestSource(url=self.url, revision=revision or self.revision, file=file or self.file)
-
-    def describe(self) -> str:
-        if self.path:
-            return self.path
-        return f"{self.url} ({self.file} @ {self.revision or 'HEAD'})"
 
 
 def requested_source(ws: Workspace, manifest: str | None, revision: str | None, file: str | None,
@@ -119,79 +71,6 @@ def requested_source(ws: Workspace, manifest: str | None, revision: str | None, 
         raise InputError("-b/--manifest-file need a manifest repository, but this workspace syncs "
                          f"from the file {base.path}", hint="pass -m URL")
     return base.with_overrides(revision, file)
-
-
-def as_given(path: Path) -> str:
-    """``path`` made absolute the way the user wrote it: symlinks are kept (not ``resolve()``d),
-    so a relative remote (``../seL4``) resolves next to the path the user named, as with `repo`."""
-    return os.path.normpath(os.path.join(os.getcwd(), path))
-
-
-def _looks_like_url(source: str) -> bool:
-    """A git URL: ``scheme://...`` or scp-like ``[user@]host:path`` (what git itself accepts)."""
-    if "://" in source:
-        return True
-    head, colon, _ = source.partition(":")
-    return bool(colon) and "/" not in head and len(head) > 1
-
-
-@dataclass
-class ProjectRecord:
-    """One synced project, as recorded in ``state.json`` (a build's metadata copies this)."""
-
-    name: str
-    path: str
-    remote: str
-    url: str
-    revision: str
-    sha: str  # the pinned revision resolved to a full SHA
-    head: str | None = None  # what the checkout was left at
-    upstream: str | None = None
-    dest_branch: str | None = None
-    groups: list[str] = field(default_factory=list)
-    linkfiles: list[dict[str, str]] = field(default_factory=list)
-    copyfiles: list[dict[str, str]] = field(default_factory=list)
-    skipped: str | None = None
-
-    def to_project(self) -> Project:
-        return Project(
-            name=self.name, path=self.path, remote=self.remote, url=self.url, revision=self.revision,
-            upstream=self.upstream, dest_branch=self.dest_branch, groups=tuple(self.groups),
-            linkfiles=tuple(FileLink(**x) for x in self.linkfiles),
-            copyfiles=tuple(FileLink(**x) for x in self.copyfiles),
-        )
-
-
-@dataclass
-class ManifestRecord:
-    source: ManifestSource
-    commit: str | None  # the manifest repository commit used
-    groups: list[str] = field(default_factory=lambda: ["default"])
-    local_manifests: list[str] = field(default_factory=list)
-    remotes: dict[str, str] = field(default_factory=dict)  # name -> resolved fetch URL
-    default_remote: str | None = None
-    default_revision: str | None = None
-    remotes_base: str | None = None
-    """The URL or path, as the user gave it, that relative remotes (``../seL4``) resolved against."""
-
-
-@dataclass
-class WorkspaceState:
-    manifest: ManifestRecord
-    projects: dict[str, ProjectRecord] = field(default_factory=dict)
-    synced_at: str | None = None
-    version: int = STATE_VERSION
-    failed: dict[str, str] = field(default_factory=dict)
-    """Manifest projects (path -> why) the last sync could not check out and that have no earlier
-    good checkout: the workspace lacks them, so a build from it would be incomplete."""
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> WorkspaceState:
-        m = dict(data["manifest"])
-        m["source"] = ManifestSource(**m["source"])
-        projects = {k: ProjectRecord(**v) for k, v in data.get("projects", {}).items()}
-        return cls(ManifestRecord(**m), projects, data.get("synced_at"), data.get("version", STATE_VERSION),
-                   dict(data.get("failed", {})))
 
 
 @dataclass
@@ -261,17 +140,6 @@ class ProjectStatus:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write via a temporary file and ``os.replace`` so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def find_mirror(mirror: Path | None, name: str) -> Path | None:
     """``<mirror>/<name>`` as a bare repository, trying with and without ``.git``."""
     if mirror is None:
@@ -291,7 +159,7 @@ def _ref_candidates(revision: str) -> list[tuple[str, str]]:
     if revision.startswith("refs/tags/"):
         return [(revision, revision)]
     if revision.startswith("refs/"):
-        return [(revision, "refs/orch/remote/" + revision.removeprefix("refs/"))]
+        return [(revision, layout.remote_ref(revision))]
     return [(f"refs/heads/{revision}", f"refs/remotes/origin/{revision}"),
             (f"refs/tags/{revision}", f"refs/tags/{revision}")]
 
@@ -382,7 +250,7 @@ class Workspace:
         """An existing (synced) workspace; :class:`WorkspaceError` if ``root`` has none."""
         ws = cls(root)
         if not ws.state_file.is_file():
-            raise WorkspaceError(f"{ws.root}: not an orch workspace (no {META_DIR}/state.json)",
+            raise WorkspaceError(f"{ws.root}: not an orch workspace (no {ORCH_DIR}/{STATE_FILE})",
                                  hint="run `orch sync` first, or pass -w DIR")
         return ws
 
@@ -390,19 +258,19 @@ class Workspace:
 
     @property
     def meta_dir(self) -> Path:
-        return self.root / META_DIR
+        return layout.orch_dir(self.root)
 
     @property
     def state_file(self) -> Path:
-        return self.meta_dir / "state.json"
+        return layout.state_file(self.root)
 
     @property
     def local_manifests_dir(self) -> Path:
-        return self.meta_dir / "local_manifests"
+        return layout.local_manifests_dir(self.root)
 
     def git_dir(self, path: str) -> Path:
         """The git directory of the project at manifest path ``path``."""
-        return self.meta_dir / "projects" / f"{path.strip('/')}.git"
+        return layout.project_git_dir(self.root, path)
 
     def checkout_dir(self, path: str) -> Path:
         return self.root / path
@@ -410,30 +278,23 @@ class Workspace:
     # state
 
     def load_state(self) -> WorkspaceState | None:
-        try:
-            data = json.loads(self.state_file.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise WorkspaceError(f"{self.state_file}: unreadable state ({exc})",
-                                 hint="run `orch sync -m SOURCE` to rebuild it") from None
-        return WorkspaceState.from_json(data)
+        return load_state(self.root)
 
     def state(self) -> WorkspaceState:
         state = self.load_state()
         if state is None:
-            raise WorkspaceError(f"{self.root}: not synced yet (no {META_DIR}/state.json)",
+            raise WorkspaceError(f"{self.root}: not synced yet (no {ORCH_DIR}/{STATE_FILE})",
                                  hint="run `orch sync` first, or pass -w DIR")
         return state
 
     def save_state(self, state: WorkspaceState) -> None:
-        atomic_write(self.state_file, json.dumps(to_jsonable(state), indent=2) + "\n")
+        save_state(self.root, state)
 
     def configured_mirror(self, explicit: str | None = None) -> Path | None:
         """``--mirror`` if given, else ``$ORCH_MIRROR``, else ``mirror`` in ``.orch/config.toml``."""
         value = explicit or os.environ.get("ORCH_MIRROR")
         if not value:
-            config = self.meta_dir / "config.toml"
+            config = layout.config_file(self.root)
             if config.is_file():
                 try:
                     value = tomllib.loads(config.read_text()).get("mirror")
@@ -449,7 +310,7 @@ class Workspace:
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         self.meta_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.meta_dir / "lock", "w") as handle:
+        with open(layout.sync_lock(self.root), "w") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -470,8 +331,8 @@ class Workspace:
                 base = gitops.try_run(["config", "remote.origin.url"], cwd=path.parent) or None
             return path, path.name, base, None
         assert source.url is not None
-        git_dir = self.meta_dir / "manifest.git"
-        work = self.meta_dir / "manifest"
+        git_dir = layout.manifest_git_dir(self.root)
+        work = layout.manifest_checkout(self.root)
         where = f"manifest repository {source.url}"
         fresh = False
         if not git_dir.is_dir():
@@ -519,7 +380,8 @@ class Workspace:
                      "or use --force to back them up and sync")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         saved = gitops.backup_work(git_dir, work, head=head if local else None, dirty=bool(files),
-                                   ref=BACKUP_PREFIX + stamp, message=f"orch sync backup {stamp}", stash=True)
+                                   ref=layout.sync_backup_ref(stamp),
+                                   message=f"orch sync backup {stamp}", stash=True)
         return [f"manifest: {where}" for where in saved]
 
     def load_manifest(self, source: ManifestSource, groups: Sequence[str] = ("default",), *,
@@ -528,7 +390,7 @@ class Workspace:
         """(the manifest with only ``groups``, the manifest repository commit, the URL or path
         relative remotes resolved against)."""
         file, display, base, commit = self._prepare_manifest(source, force, backup)
-        include_root = file.parent if source.path else self.meta_dir / "manifest"
+        include_root = file.parent if source.path else layout.manifest_checkout(self.root)
         locals_ = sorted(self.local_manifests_dir.glob("*.xml")) if self.local_manifests_dir.is_dir() else []
         manifest = load_manifest(file, manifest_url=base, local_manifests=locals_, display=display,
                                  include_root=include_root)
@@ -753,7 +615,8 @@ class Workspace:
 
     def _backup(self, git_dir: Path, checkout: Path, head: str | None, dirty: bool, stamp: str) -> list[str]:
         """Keep the user's work: HEAD under ``refs/orch/backup/<stamp>``, changes in a stash."""
-        return gitops.backup_work(git_dir, checkout, head=head, dirty=dirty, ref=BACKUP_PREFIX + stamp,
+        return gitops.backup_work(git_dir, checkout, head=head, dirty=dirty,
+                                  ref=layout.sync_backup_ref(stamp),
                                   message=f"orch sync backup {stamp}", stash=True)
 
     # linkfile / copyfile
@@ -876,7 +739,7 @@ class Workspace:
             more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
             raise InfraError(f"{self.root}: {path} was never synced{more}: {reason}",
                              hint="fix the sync (`orch sync`), or remove the project with a local "
-                                  "manifest in .orch/local_manifests/")
+                                  f"manifest in {ORCH_DIR}/{layout.LOCAL_MANIFESTS}/")
 
     def tree(self) -> SourceTree:
         """The synced projects: manifest path, checkout directory and pinned SHA."""
@@ -925,7 +788,7 @@ def clone_failure(what: str, source: str, error: GitCommandError) -> OrchError:
 def _how_to_proceed(git_dir: Path) -> str:
     """The hint for a skipped project: take an applied patchset off, or --force a backup."""
     branch = gitops.head_branch(git_dir) or ""
-    if branch.startswith("orch/"):
-        return (f" (patchset '{branch.removeprefix('orch/')}' is applied: "
+    if branch.startswith(layout.PATCHSET_NAMESPACE + "/"):
+        return (f" (patchset '{branch.removeprefix(layout.PATCHSET_NAMESPACE + '/')}' is applied: "
                 "`orch patchset revert` first, or use --force to back up and sync)")
     return " (use --force to back them up and sync)"
