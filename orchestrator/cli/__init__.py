@@ -11,11 +11,11 @@ import sys
 from collections.abc import Sequence
 
 from orchestrator import __version__
-from orchestrator.cli import build, image, manifest, patchset, report, run, status, sync
+from orchestrator.cli import build, image, manifest, matrix, patchset, report, run, status, sync, worker
 from orchestrator.errors import EXIT_INTERRUPTED, EXIT_USAGE, OrchError
 from orchestrator.ui import UI
 
-COMMAND_MODULES = (sync, status, manifest, patchset, build, run, report, image)
+COMMAND_MODULES = (sync, status, manifest, patchset, build, run, report, image, worker, matrix)
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -5,11 +5,14 @@ met its expectation, 1 when one did not, 125 when something could not be tested.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from orchestrator.cli.common import add_manifest_options, workspace_root
+from orchestrator.cluster.engine import cluster_address
+from orchestrator.cluster.task import PointResult
 from orchestrator.errors import InputError
 from orchestrator.job import Options, run_pipeline
 from orchestrator.report import render as report
@@ -66,6 +69,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, metavar="SECONDS", help="per-boot timeout")
     parser.add_argument("--results", type=Path, metavar="DIR",
                         help="write the reports here instead of .orch/results/<run>/")
+    parser.add_argument("--point", action="append", default=[], metavar="ID",
+                        help="run only this point (a variant name; what `orch matrix` jobs pass)")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="run the variants on a Dask cluster (tcp://host:8786; also $ORCH_CLUSTER "
+                        "or `cluster` in .orch/config.toml); see `orch worker`")
     parser.set_defaults(func=handle)
 
 
@@ -82,7 +90,7 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
     opts = Options(
         patchset=args.patchset,
         workspace=workspace_root(args),
-        variants=tuple(args.variant),
+        variants=tuple(args.variant) + tuple(args.point),
         run=not args.no_run,
         executor=args.executor,
         image=args.image,
@@ -102,9 +110,30 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         results_dir=args.results,
         command=_command_line(args.patchset),
     )
-    outcome = run_pipeline(opts, ui)
-    ui.result(outcome.report, report.table(outcome.report))
+    address = cluster_address(args.cluster, os.environ, opts.workspace)
+    if address is not None:
+        run, directory = _run_on_cluster(opts, address, ui)
+    else:
+        outcome = run_pipeline(opts, ui)
+        run, directory = outcome.report, outcome.directory
+    ui.result(run, report.table(run))
     if not ui.json:
-        ui.out.print(report.verdict_line(outcome.report), markup=False, highlight=False)
-        ui.info(f"results: {outcome.directory}")
-    return outcome.report.exit_code
+        ui.out.print(report.verdict_line(run), markup=False, highlight=False)
+        ui.info(f"results: {directory}")
+    return run.exit_code
+
+
+def _run_on_cluster(opts: Options, address: str, ui: UI) -> tuple[report.RunReport, Path]:
+    """Every variant as a point on the Dask cluster, merged into one run."""
+    from orchestrator.cluster.engine import DaskEngine
+    from orchestrator.cluster.fanout import run_distributed
+
+    with DaskEngine(address) as engine:
+        ui.info(f"running on {engine.describe()}")
+
+        def on_result(result: PointResult) -> None:
+            where = f" on {result.worker}" if result.worker else ""
+            detail = f": {result.error}" if result.error else ""
+            ui.info(f"point {result.point_id}: exit {result.exit_code}{where}{detail}")
+
+        return run_distributed(opts, engine, opts.workspace, on_result)

@@ -5,11 +5,14 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from orchestrator.cli.common import workspace_root
-from orchestrator.errors import EXIT_OK
+from orchestrator.errors import EXIT_OK, InputError
 from orchestrator.report import render as report
+from orchestrator.report.merge import merge_directories
 from orchestrator.ui import UI
 
 
@@ -25,11 +28,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("run", nargs="?", metavar="RUN", help="the run to show (default: latest)")
     parser.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"), help="compare two runs")
     parser.add_argument("--markdown", action="store_true", help="print the Markdown summary instead")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
+                        help="merge these results directories (a matrix's or a cluster's points) into one")
+    parser.add_argument("--results", type=Path, metavar="DIR",
+                        help="with --merge: where the merged run goes (default: a new .orch/results/ run)")
     parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace, ui: UI) -> int:
     root = workspace_root(args)
+    if args.merge:
+        return _merge(args, root, ui)
+    if args.results is not None:
+        raise InputError("--results goes with --merge")
     if args.diff:
         a = report.read_results(report.find_run(root, args.diff[0]))
         b = report.read_results(report.find_run(root, args.diff[1]))
@@ -46,3 +57,23 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         ui.out.print(report.verdict_line(run), markup=False, highlight=False)
         ui.info(f"results: {directory}")
     return EXIT_OK
+
+
+def _merge(args: argparse.Namespace, root: Path, ui: UI) -> int:
+    """`--merge DIR...`: one run from split results; exits with the merged run's exit code."""
+    if args.diff or args.run:
+        raise InputError("--merge takes only result directories (not RUN or --diff)")
+    for directory in args.merge:
+        if not (directory / "results.json").is_file():
+            raise InputError(f"{directory}: no results.json (not an orch results directory)")
+    run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-merged"
+    out = args.results or report.new_run_dir(root, run_id)
+    merged = merge_directories(list(args.merge), out, ["orch", "report", "--merge", *map(str, args.merge)])
+    if args.markdown and not ui.json:
+        ui.out.print(report.markdown(merged), markup=False, highlight=False)
+        return merged.exit_code
+    ui.result(merged, report.table(merged))
+    if not ui.json:
+        ui.out.print(report.verdict_line(merged), markup=False, highlight=False)
+        ui.info(f"results: {out}")
+    return merged.exit_code

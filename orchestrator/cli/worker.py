@@ -1,0 +1,57 @@
+"""`orch worker SCHEDULER`: start a Dask worker that can run orch's points (see
+:mod:`orchestrator.cluster.worker`): `dask worker` with orch's cache directory and mirror in its
+environment, one point at a time by default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from orchestrator.cluster.worker import worker_command
+from orchestrator.errors import EXIT_INTERRUPTED, InputError
+from orchestrator.ui import UI
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
+        "worker",
+        parents=[common],
+        help="start a Dask worker for `--cluster` runs of build, sweep and bisect",
+        description="Start `dask worker SCHEDULER` with what orch's points need: ORCH_WORKER_DIR "
+        "(cached workspaces and attempts; default ~/.cache/orch-worker) and ORCH_MIRROR (bare "
+        "mirrors the workspaces sync from). The machine needs orch, git, and a Docker engine or "
+        "the host build tools and QEMU. Start the scheduler with `dask scheduler` (port 8786).",
+        epilog="example: dask scheduler & orch worker tcp://build-host:8786 --mirror /srv/seL4-mirror",
+    )
+    parser.add_argument("scheduler", metavar="SCHEDULER", help="the Dask scheduler, e.g. tcp://host:8786")
+    parser.add_argument("--dir", type=Path, metavar="DIR", help="cache directory (ORCH_WORKER_DIR)")
+    parser.add_argument("--mirror", metavar="DIR", help="bare mirrors to sync from (ORCH_MIRROR)")
+    parser.add_argument("--name", metavar="NAME", help="the worker's name on the scheduler")
+    parser.add_argument("--nthreads", type=int, default=1, metavar="N",
+                        help="points at once on this worker (default 1)")
+    parser.add_argument("--print", dest="print_only", action="store_true",
+                        help="print the dask worker command and environment instead of running it")
+    parser.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace, ui: UI) -> int:
+    if args.nthreads < 1:
+        raise InputError(f"--nthreads {args.nthreads}: must be at least 1")
+    directory = (args.dir or Path(os.environ.get("ORCH_WORKER_DIR") or
+                                  Path.home() / ".cache" / "orch-worker")).expanduser().resolve()
+    mirror = args.mirror or os.environ.get("ORCH_MIRROR")
+    if mirror and not Path(mirror).expanduser().is_dir():
+        raise InputError(f"--mirror {mirror}: not a directory")
+    argv, env = worker_command(args.scheduler, args.name, directory, mirror, args.nthreads)
+    if args.print_only:
+        ui.result({"argv": argv, "ORCH_WORKER_DIR": env["ORCH_WORKER_DIR"],
+                   "ORCH_MIRROR": env.get("ORCH_MIRROR")}, " ".join(argv))
+        return 0
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        return subprocess.call(argv, env=env)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

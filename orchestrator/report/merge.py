@@ -1,0 +1,78 @@
+"""Merging result directories into one run: `orch report --merge DIR...`, the results of a
+GitHub Actions matrix (one job per point) and of a run fanned out over a Dask cluster.
+
+Each directory is an `orch build` results directory (``results.json`` plus one folder per
+variant). The merged run holds every variant once, in the order the directories were given;
+its exit code is judged again from the merged variants with the same rule as a local run, so
+a merge of split results is the report the single run would have written.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from orchestrator.errors import InputError
+from orchestrator.report import render as rep
+
+
+def merge_reports(reports: Sequence[tuple[Path, rep.RunReport]], run_id: str,
+                  command: Sequence[str] = ()) -> rep.RunReport:
+    """One run from several; every variant once, every report of the same patchset."""
+    if not reports:
+        raise InputError("report --merge: no result directories given")
+    first_dir, first = reports[0]
+    variants: list[rep.VariantResult] = []
+    seen: dict[str, Path] = {}
+    for directory, report in reports:
+        if report.patchset != first.patchset:
+            raise InputError(f"{directory}: a run of patchset '{report.patchset}', but {first_dir} is "
+                             f"of '{first.patchset}': merge runs of one patchset")
+        for variant in report.variants:
+            if variant.name in seen:
+                raise InputError(f"{directory}: variant '{variant.name}' is also in {seen[variant.name]}",
+                                 hint="each point must come from exactly one result directory")
+            seen[variant.name] = directory
+            variants.append(variant)
+    merged = rep.RunReport(
+        id=run_id,
+        patchset=first.patchset,
+        variants=variants,
+        started=min((r.started for _, r in reports if r.started), default=""),
+        finished=max((r.finished for _, r in reports if r.finished), default=""),
+        orch_version=first.orch_version,
+        workspace=first.workspace,
+        command=list(command) or first.command,
+        manifest=first.manifest,
+        timings=_summed_timings([r for _, r in reports]),
+    )
+    merged.seconds = max((r.seconds for _, r in reports), default=0.0)
+    merged.exit_code = rep.exit_code(variants)
+    return merged
+
+
+def _summed_timings(reports: Sequence[rep.RunReport]) -> dict[str, float]:
+    """Work done across the points (build tools, QEMU, orch) adds up; 'total' is the longest."""
+    out: dict[str, float] = {}
+    for report in reports:
+        for key, seconds in report.timings.items():
+            longest = max(out.get(key, 0.0), seconds)
+            out[key] = round(longest if key == "total" else out.get(key, 0.0) + seconds, 3)
+    return out
+
+
+def merge_directories(directories: Sequence[Path], out: Path, command: Sequence[str] = ()) -> rep.RunReport:
+    """Read each results directory, write the merged run (reports plus every variant's files)
+    into ``out``."""
+    reports = [(d, rep.read_results(d)) for d in directories]
+    out.mkdir(parents=True, exist_ok=True)
+    merged = merge_reports(reports, out.name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S-merged"), command)
+    for directory, report in reports:
+        for variant in report.variants:
+            source = directory / variant.name
+            if source.is_dir() and source.resolve() != (out / variant.name).resolve():
+                shutil.copytree(source, out / variant.name, dirs_exist_ok=True, symlinks=True)
+    rep.write_reports(merged, out)
+    return merged
