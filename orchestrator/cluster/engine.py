@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from orchestrator.cluster.task import POINT_CANNOT_TEST, PointResult, PointTask
 from orchestrator.cluster.worker import cancel_event_name, execute_task
 from orchestrator.errors import InfraError, InputError
+from orchestrator.layout import config_file
 
 ResultCallback = Callable[[PointResult], None]
 CONNECT_TIMEOUT = "15s"
@@ -84,7 +85,7 @@ def cluster_address(given: str | None, env: Mapping[str, str], workspace: Path |
 
 
 def _configured(workspace: Path | None) -> str | None:
-    config = workspace / ".orch" / "config.toml" if workspace else None
+    config = config_file(workspace) if workspace else None
     if config is None or not config.is_file():
         return None
     try:

@@ -12,12 +12,12 @@ results directory (``results.json``, per-variant ``console.log``, ``run.json``,
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from orchestrator.digest import Hasher, sha256_bytes
 from orchestrator.errors import InputError
 
 # The exit code a point gets when it could not be tested (infrastructure on two workers).
@@ -25,7 +25,7 @@ POINT_CANNOT_TEST = 125
 
 
 def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return sha256_bytes(data)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class PointTask:
 
     def digest(self) -> str:
         """Content hash: the same point with the same inputs is the same task everywhere."""
-        h = hashlib.sha256()
+        h = Hasher()
         h.update(json.dumps({"patchset": self.patchset, "manifest": self.manifest,
                              "revision": self.manifest_revision, "file": self.manifest_file,
                              "args": list(self.build_args)}, sort_keys=True).encode())

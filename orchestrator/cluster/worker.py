@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
-import hashlib
 import os
 import shutil
 import signal
@@ -38,6 +37,7 @@ from orchestrator.cluster.task import (
     read_results,
     unpack_patchsets,
 )
+from orchestrator.digest import sha256_bytes
 
 POLL_SECONDS = 0.5
 PR_SET_PDEATHSIG = 1
@@ -57,7 +57,7 @@ def worker_dir(env: Mapping[str, str]) -> Path:
 
 def workspace_for(base: Path, task: PointTask) -> Path:
     """The cached workspace for the task's manifest source (pins change per task, the clone stays)."""
-    digest = hashlib.sha256(task.manifest.encode()).hexdigest()[:12]
+    digest = sha256_bytes(task.manifest)[:12]
     return base / "workspaces" / digest
 
 
