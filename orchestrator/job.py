@@ -84,6 +84,7 @@ class Options:
     manifest_url: str | None = None
     sync: bool = False  # sync even when the workspace is already synced
     cmake: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()  # --set NAME=VALUE: declared [params] for every variant
     timeout: float | None = None  # per boot, seconds
     results_dir: Path | None = None
     command: tuple[str, ...] = ()
@@ -382,7 +383,7 @@ def run_pipeline(opts: Options, ui: UI) -> Outcome:
     # (git am) from other working directories.
     search_path = [p.resolve() for p in patchset_search_path(list(opts.patchset_dirs), opts.env)]
     spec = override(spec_for(load_patchset(opts.patchset, search_path)), variants=list(opts.variants) or None,
-                    cmake=list(opts.cmake) or None, image=opts.image)
+                    cmake=list(opts.cmake) or None, image=opts.image, params=list(opts.params) or None)
     chains = variant_patchsets(spec, search_path)
     timer.add("check", time.monotonic() - t)
 

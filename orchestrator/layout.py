@@ -16,6 +16,7 @@ Workspace (``<root>/.orch/``)::
     runs/<stamp>-<name>/  ``orch run``'s records when run in a workspace
     analysis/             remembered ELF / bookkeeping figures per build
     results/<job id>/     each ``orch build`` job's reports (``latest`` -> newest)
+    sweeps/<sweep id>/    each ``orch sweep``: plan.json, probes.jsonl, results (``latest`` -> newest)
     crash/                tracebacks of orch's own internal errors
 
 Refs in a project's repository::
@@ -49,6 +50,7 @@ SEL4_CACHE = "sel4-cache"
 BOOTS = "runs"  # boot records: the boot cache and `orch run` output (name kept from 0.1)
 ANALYSIS = "analysis"
 RESULTS = "results"
+SWEEPS = "sweeps"
 CRASH = "crash"
 LATEST = "latest"
 
@@ -59,6 +61,7 @@ SEL4_CACHE_DIR = Path(ORCH_DIR) / SEL4_CACHE
 BOOTS_DIR = Path(ORCH_DIR) / BOOTS
 ANALYSIS_DIR = Path(ORCH_DIR) / ANALYSIS
 RESULTS_DIR = Path(ORCH_DIR) / RESULTS
+SWEEPS_DIR = Path(ORCH_DIR) / SWEEPS
 CRASH_DIR = Path(ORCH_DIR) / CRASH
 
 # inside a project's git directory while sync moves its checkout
@@ -135,6 +138,10 @@ def analysis_dir(root: Path) -> Path:
 
 def results_dir(root: Path) -> Path:
     return root / RESULTS_DIR
+
+
+def sweeps_dir(root: Path) -> Path:
+    return root / SWEEPS_DIR
 
 
 def crash_dir(root: Path) -> Path:

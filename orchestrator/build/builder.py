@@ -34,6 +34,7 @@ from orchestrator import __version__, layout
 from orchestrator.build.spec import BuildSpec, VariantSpec
 from orchestrator.digest import json_digest, sha256_file
 from orchestrator.errors import EXIT_FAIL, InfraError, OrchError
+from orchestrator.patchset.params import apply_values, settings_key
 from orchestrator.runtime.executor import (
     LABEL_VARIANT,
     LABEL_WORKSPACE,
@@ -53,6 +54,7 @@ from orchestrator.build.variant_tree import (
     mark_ready,
     prepare_variant_tree,
     remove_variant_tree,
+    set_parameter_layer,
     variant_lock,
     workspace_links,
 )
@@ -189,6 +191,7 @@ class _Plan:
     options: tuple[str, ...]
     images_dir: Path | None
     tree_key: str
+    params_key: str | None  # the generated parameter commit's inputs, None without parameters
     inputs_hash: str
     output_dir: Path
 
@@ -200,9 +203,11 @@ def _plan(ctx: BuildContext, shared: _Shared, variant: VariantSpec, patchsets: S
     tree_key = json_digest({"commits": shared.commits, "patches": [r.sha256 for r in patches],
                       "patchsets": [_name(p) for p in patchsets],
                       "links": [list(vars(link).values()) for link in shared.links]})
+    params_key = settings_key(ctx.spec.params, variant.params) if variant.params else None
     inputs_hash = json_digest({
         "recipe": RECIPE_VERSION,
         "tree": tree_key,
+        **({"params": params_key} if params_key else {}),
         "app": ctx.spec.app,
         "platform": ctx.spec.platform,
         "options": list(options),
@@ -210,7 +215,8 @@ def _plan(ctx: BuildContext, shared: _Shared, variant: VariantSpec, patchsets: S
         "images_dir": _images_dir_summary(images_dir),
     })
     output_dir = layout.builds_dir(ctx.root, variant.name) / inputs_hash[:16]
-    return _Plan(variant, tuple(patchsets), patches, options, images_dir, tree_key, inputs_hash, output_dir)
+    return _Plan(variant, tuple(patchsets), patches, options, images_dir, tree_key, params_key, inputs_hash,
+                 output_dir)
 
 
 def _cached(ctx: BuildContext, plan: _Plan) -> BuildResult | None:
@@ -364,6 +370,7 @@ def _metadata(ctx: BuildContext, plan: _Plan, shared: _Shared, job: Job, *, stat
         "cmake": list(plan.options),
         "patchsets": [_name(p) for p in plan.patchsets],
         "patches": [vars(r) for r in plan.patches],
+        "params": {s.name: s.value for s in plan.variant.params},
         "manifest": shared.manifest,
         "projects": dict(sorted(shared.commits.items())),
         "executor": {"name": info.name, "image": info.image, "image_id": info.image_id,
@@ -440,6 +447,8 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
         if plan.patchsets:
             (ctx.apply or _default_apply())(variant.tree, plan.patchsets)
         mark_ready(variant, plan.tree_key)
+    set_parameter_layer(variant, plan.params_key,
+                        lambda tree: apply_values(tree, ctx.spec.params, plan.variant.params))
     configure_key = _configure_key(ctx, plan, shared, variant)
     key_file = variant.build / _CONFIGURE_KEY
     configure = not (variant.build / "build.ninja").is_file() or (

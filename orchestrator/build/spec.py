@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import InputError
+from orchestrator.patchset.params import ParamDef, Setting, parse_assignment, parse_params
 from orchestrator.workspace.tree import SourceTree
 
 DEFAULT_IMAGE = "trustworthysystems/camkes:latest"
@@ -47,6 +48,7 @@ class VariantSpec:
     patchsets: tuple[str, ...]
     cmake: tuple[str, ...] = ()
     expect: Expectation | None = None
+    params: tuple[Setting, ...] = ()  # parameter values, edited in on top of the patches
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class BuildSpec:
     variants: tuple[VariantSpec, ...]
     image: str = DEFAULT_IMAGE
     origin: str = "build spec"  # where it came from, for error messages
+    params: Mapping[str, ParamDef] = field(default_factory=dict)  # the patchset's [params]
 
     def variant(self, name: str) -> VariantSpec:
         for v in self.variants:
@@ -207,6 +210,7 @@ def parse_spec(
     build: Mapping[str, Any] | None,
     variants: Mapping[str, Any] | None,
     origin: str,
+    params: Mapping[str, Any] | None = None,
 ) -> BuildSpec:
     """The spec of patchset ``name`` from its raw ``[build]`` and ``[variants]`` tables.
 
@@ -235,6 +239,7 @@ def parse_spec(
         variants=parsed,
         image=_string(build, "image", where, DEFAULT_IMAGE),
         origin=origin,
+        params=parse_params(params, origin),
     )
 
 
@@ -245,7 +250,8 @@ def spec_for(patchset: Any) -> BuildSpec:
     if path is not None and Path(path).name == "patchset.toml":
         origin = str(path)
     return parse_spec(patchset.name, tuple(getattr(patchset, "requires", ())),
-                      getattr(patchset, "build", None), getattr(patchset, "variants", None), origin)
+                      getattr(patchset, "build", None), getattr(patchset, "variants", None), origin,
+                      getattr(patchset, "params", None))
 
 
 def _parse_variant_arg(arg: str, spec: BuildSpec) -> VariantSpec:
@@ -265,9 +271,11 @@ def override(
     image: str | None = None,
     app: str | None = None,
     platform: str | None = None,
+    params: Sequence[str] | None = None,
 ) -> BuildSpec:
     """The spec with command-line overrides: ``variants`` selects (``4k``) or defines
-    (``mine=vm-2g+largepage``) variants, ``cmake`` adds/replaces options for all of them."""
+    (``mine=vm-2g+largepage``) variants, ``cmake`` adds/replaces options for all of them,
+    ``params`` (``mempool=96M``) sets declared parameters for all of them."""
     chosen = spec.variants
     if variants:
         chosen = tuple(_parse_variant_arg(v, spec) for v in variants)
@@ -275,6 +283,9 @@ def override(
         duplicate = next((n for n in names if names.count(n) > 1), None)
         if duplicate:
             raise InputError(f"--variant: '{duplicate}' given twice")
+    if params:
+        values = dict(parse_assignment(p, spec.params) for p in params)
+        chosen = tuple(with_params(v, values) for v in chosen)
     options = spec.cmake
     if cmake:
         options = merge_options(options, _options(list(cmake), "--cmake"))
@@ -286,6 +297,12 @@ def override(
         app=app or spec.app,
         platform=platform or spec.platform,
     )
+
+
+def with_params(variant: VariantSpec, values: Mapping[str, int]) -> VariantSpec:
+    """``variant`` with these parameter values (replacing same-named ones), sorted by name."""
+    merged = {s.name: s.value for s in variant.params} | dict(values)
+    return replace(variant, params=tuple(Setting(n, merged[n]) for n in sorted(merged)))
 
 
 def _app_settings(tree: SourceTree, app: str) -> Path | None:

@@ -36,6 +36,7 @@ from orchestrator.workspace.tree import ProjectCheckout, SourceTree
 
 _READY = "tree.key"
 _HEADS = "heads.json"  # each worktree's HEAD as orch left it (patches applied)
+_PARAMS = "params.json"  # the generated parameter commits on top: their key and the patched HEADs
 Warn = Callable[[str], None]
 
 
@@ -109,12 +110,14 @@ def _ready_key(base: Path) -> str | None:
         return None
 
 
-def _worktree_matches(directory: Path, source: ProjectCheckout, commit: str) -> bool:
-    """``directory`` is a worktree of ``source``'s repository with ``commit`` checked out."""
+def _worktree_matches(directory: Path, source: ProjectCheckout, commit: str | None) -> bool:
+    """``directory`` is a worktree of ``source``'s repository (with ``commit`` checked out,
+    unless ``commit`` is None)."""
     if not (directory / ".git").is_file():
         return False
     try:
-        return _common_dir(directory) == _common_dir(source.directory) and head_commit(directory) == commit
+        return _common_dir(directory) == _common_dir(source.directory) and (
+            commit is None or head_commit(directory) == commit)
     except (InfraError, git.GitError):
         return False
 
@@ -241,11 +244,16 @@ def prepare_variant_tree(
     }
     variant = VariantTree(name=name, base=base, tree=SourceTree(root=src, projects=projects))
     lock = git_lock or threading.Lock()
-    matches = {path: _worktree_matches(src / path, source.projects[path], commits[path])
-               for path in source.projects}
-    if _ready_key(base) == key and all(matches.values()):
+    heads = _orch_heads(base)  # what orch left checked out: patched (and parameter) commits
+    if _ready_key(base) == key and all(
+            _worktree_matches(src / path, source.projects[path], heads.get(path, commits[path]))
+            for path in source.projects):
         return variant, True
+    # A worktree of the right repository is reset in place (git touches only the files that
+    # differ, so unchanged files keep their mtimes and the build stays incremental).
+    matches = {path: _worktree_matches(src / path, source.projects[path], None) for path in source.projects}
     (base / _READY).unlink(missing_ok=True)
+    (base / _PARAMS).unlink(missing_ok=True)
     src.mkdir(parents=True, exist_ok=True)
     (base / "build").mkdir(parents=True, exist_ok=True)
     for path, checkout in source.projects.items():
@@ -266,6 +274,31 @@ def mark_ready(variant: VariantTree, key: str) -> None:
     heads = {path: head_commit(checkout.directory) for path, checkout in variant.tree.projects.items()}
     (variant.base / _HEADS).write_text(json.dumps(heads, indent=1) + "\n")
     (variant.base / _READY).write_text(key + "\n")
+
+
+def set_parameter_layer(variant: VariantTree, key: str | None,
+                        apply: Callable[[SourceTree], Mapping[str, str]]) -> bool:
+    """Put the generated parameter commits described by ``key`` on top of the patched tree
+    (``apply`` makes them; None: no parameters). Only the files the previous and the new
+    parameter commits edit are rewritten, so a build after a parameter change recompiles only
+    what depends on them. Returns whether anything changed. Call after :func:`mark_ready`."""
+    state_file = variant.base / _PARAMS
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        state = None
+    if isinstance(state, dict) and state.get("key") == key:
+        return False
+    heads = _orch_heads(variant.base)
+    base = {str(k): str(v) for k, v in state["base"].items()} if isinstance(state, dict) else heads
+    for path, checkout in variant.tree.projects.items():
+        target = base.get(path)
+        if target is not None and head_commit(checkout.directory) != target:
+            _git(checkout.directory, "checkout", "-q", "--detach", "-f", target)
+    new_heads = {**base, **(apply(variant.tree) if key is not None else {})}
+    (variant.base / _HEADS).write_text(json.dumps(new_heads, indent=1) + "\n")
+    state_file.write_text(json.dumps({"key": key, "base": base}, indent=1) + "\n")
+    return True
 
 
 def remove_variant_tree(root: Path, name: str, source: SourceTree, *, keep_build: bool = False,
@@ -291,6 +324,7 @@ def remove_variant_tree(root: Path, name: str, source: SourceTree, *, keep_build
                 _remove_worktree(checkout, directory)
     (base / _READY).unlink(missing_ok=True)
     (base / _HEADS).unlink(missing_ok=True)
+    (base / _PARAMS).unlink(missing_ok=True)
     if (base / "src").exists() and not kept:
         shutil.rmtree(base / "src")
     if not keep_build and (base / "build").exists():

@@ -66,6 +66,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--sync", action="store_true", help="sync even if the workspace is already synced")
     parser.add_argument("--cmake", action="append", default=[], metavar="-DNAME=VALUE",
                         help="extra CMake option for every variant (repeatable)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="params",
+                        help="set a parameter the patchset declares ([params.NAME]) for every variant, "
+                        "e.g. mempool=96M (repeatable); applied as a generated commit on top of the patches")
     parser.add_argument("--timeout", type=float, metavar="SECONDS", help="per-boot timeout")
     parser.add_argument("--results", type=Path, metavar="DIR",
                         help="write the reports here instead of .orch/results/<run>/")
@@ -106,6 +109,7 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         manifest_url=args.manifest_url,
         sync=args.sync,
         cmake=tuple(args.cmake),
+        params=tuple(args.params),
         timeout=args.timeout,
         results_dir=args.results,
         command=_command_line(args.patchset),

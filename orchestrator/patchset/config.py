@@ -3,7 +3,8 @@
 A patchset is a directory holding ``patchset.toml`` and, per project path, the project's
 series of ``git format-patch`` files (``NAME/<project path>/0001-....patch``). The config
 lists the projects in apply order, each with its patches in order and their sha256; the
-optional ``[build]`` and ``[variants]`` tables are kept as raw dicts for the build module.
+optional ``[build]``, ``[variants]`` and ``[params]`` tables are kept as raw dicts for the build
+module (``[params]`` is parsed by :mod:`orchestrator.patchset.params`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Patchset:
     projects: dict[str, list[PatchRef]] = field(default_factory=dict)  # apply order
     build: dict[str, Any] = field(default_factory=dict)
     variants: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # raw [params]: orchestrator.patchset.params
 
     @property
     def config_path(self) -> Path:
@@ -164,6 +166,7 @@ def parse_config(name: str, directory: Path) -> Patchset:
         projects=_parse_projects(data, directory, where),
         build=_table(data, "build", where),
         variants=_table(data, "variants", where),
+        params=_table(data, "params", where),
     )
 
 
@@ -223,6 +226,8 @@ def config_document(patchset: Patchset) -> dict[str, Any]:
         doc["build"] = patchset.build
     if patchset.variants:
         doc["variants"] = patchset.variants
+    if patchset.params:
+        doc["params"] = patchset.params
     return doc
 
 

@@ -9,6 +9,13 @@
  *   SILENT    hangs without printing anything;
  *   SEL4_HANG prints the ELF-loader and seL4 boot lines, then hangs;
  *   POWEROFF  prints one line and powers the machine off (PSCI SYSTEM_OFF): QEMU exits at once.
+ *   VMM       a miniature of the VMM's allocator: the guest RAM (fixture_vm_ram_size) in
+ *             frames of 2^FRAME_SIZE_BITS bytes, each costing VMM_FRAME_COST bytes of the pool
+ *             (fixture_mempool_size, plus VMM_POOL_OVERHEAD): too small a pool gives the FAIL
+ *             console, enough gives the LOGIN one. The sizes are constants of another file
+ *             (generated from devices.camkes by the e2e fixture's build), so a build that
+ *             only changes them recompiles that file alone. fixture_glitch_pool, when not
+ *             zero, inverts the outcome for exactly that pool size (a planted non-monotone point).
  * DECISIVE_DELAY_MS delays the decisive line (failure or login prompt), for latency benchmarks.
  */
 /* Only one scenario is compiled in; the others are unused on purpose. */
@@ -19,6 +26,7 @@
 #define SCENARIO_SILENT 3
 #define SCENARIO_SEL4_HANG 4
 #define SCENARIO_POWEROFF 5
+#define SCENARIO_VMM 6
 
 #ifndef SCENARIO
 #define SCENARIO SCENARIO_LOGIN
@@ -306,6 +314,32 @@ static void login_console(void)
     }
 }
 
+#if SCENARIO == SCENARIO_VMM
+#ifndef VMM_FRAME_COST
+#define VMM_FRAME_COST 256UL /* two ~128-byte allocator nodes per frame */
+#endif
+#ifndef VMM_POOL_OVERHEAD
+#define VMM_POOL_OVERHEAD 0x80000UL /* 512 KiB the VMM takes before guest RAM */
+#endif
+extern const unsigned long fixture_vm_ram_size;
+extern const unsigned long fixture_mempool_size;
+extern const unsigned long fixture_glitch_pool;
+
+static void vmm_console(void)
+{
+    unsigned long frames = fixture_vm_ram_size >> FRAME_SIZE_BITS;
+    int fits = fixture_mempool_size >= frames * VMM_FRAME_COST + VMM_POOL_OVERHEAD;
+    if (fixture_glitch_pool != 0 && fixture_mempool_size == fixture_glitch_pool) {
+        fits = !fits;
+    }
+    if (fits) {
+        login_console();
+    } else {
+        failure_console();
+    }
+}
+#endif
+
 int main(void)
 {
 #if SCENARIO == SCENARIO_FAIL
@@ -320,6 +354,8 @@ int main(void)
 #elif SCENARIO == SCENARIO_POWEROFF
     line("powering off");
     psci_system_off();
+#elif SCENARIO == SCENARIO_VMM
+    vmm_console();
 #else
 #error "unknown SCENARIO"
 #endif
