@@ -51,7 +51,7 @@ def test_blocks_are_aligned_powers_of_two() -> None:
 
 @pytest.mark.parametrize("expression", ["__import__('os')", "value.__class__", "open('x')", "[1][0]"])
 def test_expressions_are_arithmetic_only(expression: str) -> None:
-    with pytest.raises(InputError, match="not allowed|unknown name"):
+    with pytest.raises(InputError, match=r"not allowed|unknown name"):
         evaluate(expression, {"value": 1}, "derive.x")
 
 
@@ -94,8 +94,8 @@ def test_parameter_commit_rebuilds_only_the_edited_file(synced: tuple[Workspace,
     require_tools("cmake", "ninja", "aarch64-linux-gnu-gcc")
     workspace, patchsets = synced
     spec = spec_for(load_patchset("sweep", [patchsets]))
-    ctx = BuildContext(root=workspace.root, tree=workspace.tree(), spec=spec, executor=make_executor("host", ""),
-                       ui=UI.silent())
+    ctx = BuildContext(root=workspace.root, tree=workspace.tree(), spec=spec,
+                       executor=make_executor("host", ""), ui=UI.silent())
 
     def build(*values: str):  # type: ignore[no-untyped-def]
         chosen = override(spec, params=list(values))

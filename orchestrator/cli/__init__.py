@@ -11,11 +11,23 @@ import sys
 from collections.abc import Sequence
 
 from orchestrator import __version__
-from orchestrator.cli import build, image, manifest, matrix, patchset, report, run, status, sync, worker
+from orchestrator.cli import (
+    build,
+    image,
+    manifest,
+    matrix,
+    patchset,
+    report,
+    run,
+    status,
+    sweep,
+    sync,
+    worker,
+)
 from orchestrator.errors import EXIT_INTERRUPTED, EXIT_USAGE, OrchError
 from orchestrator.ui import UI
 
-COMMAND_MODULES = (sync, status, manifest, patchset, build, run, report, image, worker, matrix)
+COMMAND_MODULES = (sync, status, manifest, patchset, build, sweep, run, report, image, worker, matrix)
 
 
 def common_options() -> argparse.ArgumentParser:

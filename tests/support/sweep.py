@@ -51,7 +51,8 @@ string(REGEX MATCH "allocator_mempool_size = (0x[0-9a-fA-F]+|[0-9]+)" found "${t
 if(found)
     set(pool ${CMAKE_MATCH_1})
 endif()
-file(WRITE ${OUT} "#define FIXTURE_VM_RAM_SIZE ${ram}UL\\n#define FIXTURE_MEMPOOL_SIZE ${pool}UL\\n#define FIXTURE_GLITCH_POOL ${GLITCH}UL\\n")
+file(WRITE ${OUT} "#define FIXTURE_VM_RAM_SIZE ${ram}UL\\n")
+file(APPEND ${OUT} "#define FIXTURE_MEMPOOL_SIZE ${pool}UL\\n#define FIXTURE_GLITCH_POOL ${GLITCH}UL\\n")
 """
 
 VMM_C = """/* The VMM's configuration as the build generated it from devices.camkes. */
@@ -142,7 +143,8 @@ def make_sweep_fixture(base: Path) -> E2EFixture:
     os.chmod(tools.scratch / "cmake-tool/init-build.sh", 0o755)
     git(tools.scratch, "update-index", "--chmod=+x", "cmake-tool/init-build.sh")
     tools.commit({}, "init-build.sh is executable")
-    manifest = make_manifest_repo(server, "manifest", {"default.xml": manifest_xml(kernel.head(), tools.head())})
+    xml = manifest_xml(kernel.head(), tools.head())
+    manifest = make_manifest_repo(server, "manifest", {"default.xml": xml})
     sets = base / "patchsets"
     (sets / "sweep").mkdir(parents=True)
     (sets / "sweep" / "patchset.toml").write_text(SWEEP_TOML)

@@ -1,0 +1,161 @@
+"""One grid point of a sweep: :func:`run_point` takes a :class:`~.plan.PointTask` (data only)
+and returns a :class:`~.plan.PointResult`; each probe builds the variant with the point's
+parameter values (a generated commit on top of its patches, in the task's variant tree, so a
+probe that changes one file rebuilds only what depends on it) and boots it.
+
+Points share nothing but the workspace's git directories and caches, so a scheduler may run
+them in threads here or ship the task to another worker that sees the same workspace.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator import job
+from orchestrator.analysis.memory import gather
+from orchestrator.build.builder import BuildContext, BuildResult, build_variants
+from orchestrator.build.spec import BuildSpec, VariantSpec, override, spec_for, with_params
+from orchestrator.build.variant_tree import variant_base
+from orchestrator.digest import sha256_file_or_none
+from orchestrator.errors import InfraError
+from orchestrator.patchset.apply import Patchset, load_patchset, patchset_search_path, resolve
+from orchestrator.patchset.params import Setting
+from orchestrator.runtime.executor import make_executor
+from orchestrator.sweep.plan import PointResult, PointTask, ProbeRecord
+from orchestrator.sweep.search import minimize, violations
+from orchestrator.ui import UI
+from orchestrator.workspace.sync import Workspace
+
+OnProbe = Callable[[PointTask, ProbeRecord], None]
+
+
+class Cancelled(Exception):
+    """The sweep was interrupted between two probes."""
+
+
+@dataclass
+class _Env:
+    """What every probe of a point needs, loaded once from the task."""
+
+    task: PointTask
+    options: job.Options
+    spec: BuildSpec
+    variant: VariantSpec
+    chain: list[Patchset]
+    context: BuildContext
+    launcher: job._TrackingLauncher
+
+
+def _load(task: PointTask) -> _Env:
+    root = Path(task.workspace)
+    search_path = [p.resolve() for p in patchset_search_path(list(task.patchset_dirs), {})]
+    spec = override(spec_for(load_patchset(task.patchset, search_path)), variants=[task.variant],
+                    cmake=list(task.cmake) or None, image=task.image)
+    variant = spec.variants[0]
+    chain = resolve(list(variant.patchsets), search_path)
+    tree = Workspace(root).tree()
+    options = job.Options(patchset=task.patchset, workspace=root, executor=task.executor, image=task.image,
+                          boot_in=task.boot_in, timeout=task.timeout)
+    context = BuildContext(root=root, tree=tree, spec=spec, executor=make_executor(task.executor, spec.image),
+                           ui=UI.silent())
+    launcher = job._TrackingLauncher(job.choose_launcher(options, spec.image))
+    return _Env(task, options, spec, variant, chain, context, launcher)
+
+
+def _frames_of(env: _Env) -> tuple[int | None, int | None]:
+    """Guest RAM and frame size as the probe's tree has them (the seed's bookkeeping)."""
+    estimate = gather(variant_base(env.context.root, env.task.tree) / "src", app=env.spec.app,
+                      platform=env.spec.platform)
+    return (estimate.guest_ram.value if estimate.guest_ram else None,
+            estimate.frame_size.value if estimate.frame_size else None)
+
+
+def probe(env: _Env, settings: Sequence[Setting]) -> ProbeRecord:
+    """Build the variant with ``settings`` in the task's tree, boot it, judge it."""
+    task = env.task
+    values = {s.name: s.value for s in settings}
+    variant = replace(with_params(env.variant, values), name=task.tree)
+    spec = replace(env.spec, variants=(variant,))
+    build: BuildResult = build_variants(replace(env.context, spec=spec), [(variant, env.chain)])[0]
+    guest_ram, frame_size = _frames_of(env) if build.ok else (None, None)
+    common: dict[str, Any] = {
+        "point": task.index, "settings": values, "build": "cached" if build.cached else (
+            "built" if build.ok else "failed"),
+        "build_seconds": 0.0 if build.cached else float(build.metadata.get("duration") or 0.0),
+        "configured": bool(build.metadata.get("configured")) and not build.cached,
+        "inputs_hash": str(build.metadata.get("inputs_hash") or ""), "tree": task.tree,
+        "guest_ram": guest_ram, "frame_size": frame_size,
+    }
+    if not build.ok or build.image is None:
+        return ProbeRecord(ok=False, verdict="build-failed", cause=build.failed_step, **common,
+                           at=datetime.now(UTC).isoformat(timespec="seconds"))
+    record, cached, _directory = job.boot(build, spec, env.options, env.launcher, UI.silent())
+    verdict = str(record.get("verdict") or "error")
+    if verdict == "error":
+        raise InfraError(f"sweep point {task.label()}: the boot could not be judged: "
+                         f"{record.get('error') or record.get('cause')}",
+                         hint="fix QEMU, then `orch sweep --resume`")
+    return ProbeRecord(
+        ok=verdict == "pass", verdict=verdict, cause=record.get("cause"),
+        decisive=record.get("matched_line"),
+        boot_seconds=0.0 if cached else float(record.get("duration") or 0),
+        boot_cached=cached, image_sha256=sha256_file_or_none(build.image), **common,
+        at=datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def run_point(task: PointTask, on_probe: OnProbe | None = None,
+              cancel: threading.Event | None = None) -> PointResult:
+    """Search (or walk the plain grid of) one point. Probes ``task.known`` already holds are
+    not run again; each new one is passed to ``on_probe`` as soon as it is done."""
+    started = time.monotonic()
+    base = {s.name: s.value for s in task.point}
+    known = {tuple(sorted(r.settings.items())): r for r in task.known}
+    records: list[ProbeRecord] = []
+    env: _Env | None = None
+    new = 0
+
+    def at(settings: Sequence[Setting]) -> ProbeRecord:
+        nonlocal env, new
+        full = [*task.point, *settings]
+        key = tuple(sorted({s.name: s.value for s in full}.items()))
+        record = known.get(key)
+        if record is None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            env = env or _load(task)
+            try:
+                record = probe(env, full)
+            except BaseException:
+                env.launcher.kill_all()
+                raise
+            new += 1
+            known[key] = record
+            if on_probe is not None:
+                on_probe(task, record)
+        records.append(record)
+        return record
+
+    result = PointResult(index=task.index, point=base)
+    if task.search is not None:
+        search = task.search
+        found = minimize(search, lambda value: at([Setting(search.param, value)]))
+        result.minimum, result.below, result.notes = found.minimum, found.below, found.notes
+        result.violations = violations(list(known.values()), search.param)
+    else:
+        for settings in task.probes:
+            at(settings)
+        for name in {s.name for settings in task.probes for s in settings}:
+            result.violations += violations(records, name)
+    result.probes = records
+    result.new_probes = new
+    result.seconds = round(time.monotonic() - started, 3)
+    sized = [r for r in records if r.guest_ram is not None]
+    if sized:
+        result.guest_ram, result.frame_size = sized[0].guest_ram, sized[0].frame_size
+    return result
