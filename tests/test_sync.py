@@ -279,8 +279,7 @@ def test_bad_manifest_fails_before_touching_anything(server: Server, synced: Pat
     server.write_manifest('<project name="kernel.git" path="../evil"/>')
     code, _out, err = orch(capsys, "sync", "-w", str(synced))
     assert code == 2
-    assert ('error: default.xml: <project name="kernel.git" path="../evil">: path must be relative and stay '
-            'inside the workspace') in err
+    assert 'error: default.xml: <project name="kernel.git" path="../evil">: invalid path "../evil"' in err
     assert git(synced / "kernel", "rev-parse", "HEAD") == server.kernel_pin
 
 
