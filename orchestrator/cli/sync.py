@@ -69,6 +69,7 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
     with ui.tracker() as tracker:
         report = ws.sync(source, jobs=args.jobs, mirror=ws.configured_mirror(args.mirror), force=args.force,
                          groups=groups, tracker=tracker)
+    show_manifest_notes(ui, report.notice, report.warnings)
     ui.result({"nothing_to_do": report.nothing_to_do, "exit_code": report.exit_code, **vars_of(report)},
               report_table(report))
     for p in report.projects:
@@ -77,8 +78,17 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
     return report.exit_code
 
 
+def show_manifest_notes(ui: UI, notice: str | None, warnings: list[str]) -> None:
+    """The manifest's ``<notice>`` (repo shows it on sync) and the parser's warnings, on stderr."""
+    for warning in warnings:
+        ui.err.print(f"warning: {warning}", markup=False, highlight=False)
+    if notice and not ui.quiet:
+        ui.err.print(notice, markup=False, highlight=False)
+
+
 def vars_of(report: SyncReport) -> dict[str, Any]:
     return {"workspace": report.workspace, "manifest": report.manifest,
             "manifest_commit": report.manifest_commit, "projects": report.projects,
             "links": report.links, "orphans": report.orphans,
-            "manifest_backup": report.manifest_backup}
+            "manifest_backup": report.manifest_backup, "notice": report.notice,
+            "warnings": report.warnings}

@@ -3,12 +3,17 @@ kept apart from the checkout (``.orch/projects/<path>.git`` + a ``.git`` gitfile
 
 Everything runs ``git --git-dir=...`` explicitly so the helpers work the same on the
 workspace's checkouts and on ``git worktree`` checkouts made from the same git directory.
+Every git process gets the transport allow-list of :mod:`orchestrator.workspace.transport`;
+every network operation (clone, fetch, submodule update) goes through :func:`run_network`,
+which puts ``--`` before URLs and paths and stops git after a timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -18,6 +23,7 @@ import git
 from git.exc import GitCommandError
 
 from orchestrator.errors import InfraError
+from orchestrator.workspace import transport
 
 _MISSING_REF = re.compile(
     r"couldn't find remote ref|not our ref|no such remote ref|unadvertised object|"
@@ -35,20 +41,56 @@ def run(args: Sequence[str], *, git_dir: Path | None = None, cwd: Path | None = 
         config: Sequence[str] = (), stdin: str | None = None, env: Mapping[str, str] | None = None) -> str:
     """Run one git command and return its stdout (stripped of the trailing newline); ``env`` is
     added to the environment."""
+    command = _command(args, git_dir, config)
+    extra = {**transport.git_environment(), **(env or {})}
+    if stdin is not None or env is not None:
+        proc = subprocess.run(command, cwd=cwd, input=stdin, capture_output=True, text=True,
+                              env={**os.environ, **extra})
+        if proc.returncode != 0:
+            raise GitCommandError(command, proc.returncode, proc.stderr, proc.stdout)
+        return proc.stdout.rstrip("\n")
+    output = git.Git(str(cwd) if cwd else None).execute(command, strip_newline_in_stdout=True, env=extra)
+    return output if isinstance(output, str) else ""
+
+
+def _command(args: Sequence[str], git_dir: Path | None, config: Sequence[str]) -> list[str]:
     command: list[str] = ["git"]
     for item in config:
         command += ["-c", item]
     if git_dir is not None:
         command.append(f"--git-dir={git_dir}")
-    command += list(args)
-    if stdin is not None or env is not None:
-        proc = subprocess.run(command, cwd=cwd, input=stdin, capture_output=True, text=True,
-                              env={**os.environ, **env} if env is not None else None)
-        if proc.returncode != 0:
-            raise GitCommandError(command, proc.returncode, proc.stderr, proc.stdout)
-        return proc.stdout.rstrip("\n")
-    output = git.Git(str(cwd) if cwd else None).execute(command, strip_newline_in_stdout=True)
-    return output if isinstance(output, str) else ""
+    return command + list(args)
+
+
+def run_network(args: Sequence[str], *, what: str, git_dir: Path | None = None, cwd: Path | None = None,
+                submodules: bool = False) -> str:
+    """A git command that talks to a remote: run in its own process group with the transport
+    allow-list (the stricter submodule one with ``submodules``) and http stall detection, and
+    killed with everything it started after :func:`transport.network_timeout` seconds
+    (:class:`InfraError`). Callers put ``--`` before every URL and path in ``args``."""
+    command = _command(args, git_dir, transport.STALL_CONFIG)
+    env = {**os.environ, **transport.git_environment(submodules=submodules)}
+    timeout = transport.network_timeout()
+    with subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise InfraError(f"{what}: git {args[0]} gave no result within {timeout:g} s; stopped",
+                             hint=f"check the network, or set {transport.TIMEOUT_ENV}=SECONDS") from None
+        except BaseException:
+            _kill_group(proc)
+            raise
+    if proc.returncode != 0:
+        raise GitCommandError(command, proc.returncode, err, out)
+    return out.rstrip("\n")
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
 
 
 def try_run(args: Sequence[str], *, git_dir: Path | None = None, cwd: Path | None = None) -> str | None:
@@ -69,11 +111,15 @@ def stderr_of(error: GitCommandError) -> str:
     return (fatal or lines or ["git failed"])[0].removeprefix("stderr: ")
 
 
-def fetch(git_dir: Path, source: str, refspecs: Sequence[str], *, what: str) -> None:
+def fetch(git_dir: Path, source: str, refspecs: Sequence[str], *, what: str, depth: int | None = None,
+          tags: bool = True) -> None:
     """``git fetch source refspecs``; :class:`MissingRevision` when the ref or object does not
-    exist there, :class:`InfraError` when the remote could not be reached."""
+    exist there, :class:`InfraError` when the remote could not be reached. ``depth`` keeps the
+    repository shallow; ``tags=False`` fetches no tags (the manifest's ``sync-tags="false"``)."""
+    options = [*([f"--depth={depth}"] if depth else []), *([] if tags else ["--no-tags"])]
     try:
-        run(["fetch", "--quiet", "--no-write-fetch-head", source, *refspecs], git_dir=git_dir)
+        run_network(["fetch", "--quiet", "--no-write-fetch-head", *options, "--", source, *refspecs],
+                    git_dir=git_dir, what=what)
     except GitCommandError as error:
         message = stderr_of(error)
         full = str(error.stderr)
@@ -81,6 +127,34 @@ def fetch(git_dir: Path, source: str, refspecs: Sequence[str], *, what: str) -> 
             raise MissingRevision(message) from None
         raise InfraError(f"{what}: fetching from {source} failed: {message}",
                          hint="check the URL and your network, or use --mirror DIR") from None
+
+
+def clone(source: str, dest: Path, *, what: str, shared: bool = False, depth: int | None = None,
+          tags: bool = True) -> None:
+    """``git clone --no-checkout source dest`` (``GitCommandError`` on failure). With ``depth``
+    a shallow clone of every branch; a local path becomes a ``file://`` URL then, because git
+    ignores ``--depth`` for plain local paths."""
+    options = ["--shared"] if shared else []
+    if depth:
+        options += [f"--depth={depth}", "--no-single-branch"]
+        if transport.transport_of(source) == "file" and not source.startswith("file://"):
+            source = Path(source).resolve().as_uri()
+    if not tags:
+        options.append("--no-tags")
+    run_network(["clone", "--quiet", "--no-checkout", *options, "--", source, str(dest)], what=what)
+
+
+def update_submodules(git_dir: Path, checkout: Path, *, what: str) -> None:
+    """Check out the submodules of ``checkout`` at the commits it records (recursively), as
+    ``repo sync`` does for a project with ``sync-s``. Submodule URLs come from the project's
+    ``.gitmodules``, so they get the submodule transport list."""
+    try:
+        run_network([f"--work-tree={checkout}", "submodule", "--quiet", "update", "--init", "--recursive",
+                     "--checkout"], git_dir=git_dir, cwd=checkout, what=what, submodules=True)
+    except GitCommandError as error:
+        raise InfraError(f"{what}: checking out its submodules failed: {stderr_of(error)}",
+                         hint=f"submodules may use {', '.join(transport.allowed_transports(submodules=True))}"
+                              f" (more with {transport.EXTEND_ENV})") from None
 
 
 def has_commit(git_dir: Path, sha: str) -> bool:

@@ -571,7 +571,8 @@ def _notice_text(element: ET.Element) -> str:
         clean.pop(0)
     while clean and not clean[-1]:
         clean.pop()
-    return "\n".join(clean)
+    return "".join(ch for ch in "\n".join(clean)
+                   if ch in "\n\t" or not (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch in _INVISIBLE))
 
 
 # --- resolving -------------------------------------------------------------------------------
@@ -689,6 +690,12 @@ def to_xml(manifest: Manifest, pinned: dict[str, str] | None = None) -> str:
             attrs["dest-branch"] = p.dest_branch
         if p.groups:
             attrs["groups"] = ",".join(p.groups)
+        if p.clone_depth:
+            attrs["clone-depth"] = str(p.clone_depth)
+        for key, value, unset in (("sync-s", p.sync_s, False), ("sync-c", p.sync_c, False),
+                                  ("sync-tags", p.sync_tags, True)):
+            if value != unset:
+                attrs[key] = "true" if value else "false"
         element = ET.SubElement(root, "project", attrs)
         for link in p.linkfiles:
             ET.SubElement(element, "linkfile", {"src": link.src, "dest": link.dest})

@@ -15,6 +15,7 @@ from orchestrator import layout
 from orchestrator.errors import InputError, WorkspaceError
 from orchestrator.shipped import shipped_dir
 from orchestrator.ui import to_jsonable
+from orchestrator.workspace import transport
 from orchestrator.workspace.manifest import FileLink, Project
 
 STATE_VERSION = 1
@@ -46,6 +47,9 @@ class ManifestSource:
             raise InputError(f"-m {source}: no such manifest file or repository directory",
                              hint="give an XML file, a manifest repository directory, or a git URL")
         url = as_given(local) if local.is_dir() else source
+        problem = transport.url_problem(url)
+        if problem:
+            raise InputError(f"-m {source}: {problem}")
         return cls(url=url, revision=revision, file=file or "default.xml")
 
     @classmethod
@@ -97,6 +101,10 @@ class ProjectRecord:
     linkfiles: list[dict[str, str]] = field(default_factory=list)
     copyfiles: list[dict[str, str]] = field(default_factory=list)
     skipped: str | None = None
+    clone_depth: int | None = None
+    sync_s: bool = False
+    sync_c: bool = False
+    sync_tags: bool = True
 
     def to_project(self) -> Project:
         return Project(
@@ -104,6 +112,7 @@ class ProjectRecord:
             upstream=self.upstream, dest_branch=self.dest_branch, groups=tuple(self.groups),
             linkfiles=tuple(FileLink(x["src"], x["dest"]) for x in self.linkfiles),
             copyfiles=tuple(FileLink(x["src"], x["dest"], copy=True) for x in self.copyfiles),
+            clone_depth=self.clone_depth, sync_s=self.sync_s, sync_c=self.sync_c, sync_tags=self.sync_tags,
         )
 
 

@@ -103,6 +103,8 @@ class SyncReport:
     links: list[LinkResult] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     manifest_backup: list[str] = field(default_factory=list)  # where --force kept manifest edits
+    notice: str | None = None  # the manifest's <notice>
+    warnings: list[str] = field(default_factory=list)  # what the manifest parser ignored
 
     @property
     def nothing_to_do(self) -> bool:
@@ -165,7 +167,8 @@ def _ref_candidates(revision: str) -> list[tuple[str, str]]:
 
 
 def resolve_revision(git_dir: Path, revision: str, *, upstream: str | None, sources: Sequence[str],
-                     fetch_branches: bool, where: str, url: str) -> str:
+                     fetch_branches: bool, where: str, url: str, depth: int | None = None,
+                     tags: bool = True) -> str:
     """The full SHA ``revision`` names, fetching only what is missing. A SHA already present
     (``cat-file -e``) costs nothing; otherwise the ``upstream`` branch, then the SHA itself, is
     fetched from each source in turn (a mirror first, then the network)."""
@@ -178,18 +181,20 @@ def resolve_revision(git_dir: Path, revision: str, *, upstream: str | None, sour
             wanted = [_ref_candidates(upstream)[0]] if upstream else []
             for remote_ref, local_ref in wanted:
                 with contextlib.suppress(gitops.MissingRevision):
-                    gitops.fetch(git_dir, source, [f"+{remote_ref}:{local_ref}"], what=where)
+                    gitops.fetch(git_dir, source, [f"+{remote_ref}:{local_ref}"], what=where,
+                                 depth=depth, tags=tags)
                 if gitops.has_commit(git_dir, revision):
                     return revision
             with contextlib.suppress(gitops.MissingRevision):
-                gitops.fetch(git_dir, source, [revision], what=where)
+                gitops.fetch(git_dir, source, [revision], what=where, depth=depth, tags=tags)
             if gitops.has_commit(git_dir, revision):
                 return revision
         raise missing
     for remote_ref, local_ref in _ref_candidates(revision):
         if fetch_branches:
             try:
-                gitops.fetch(git_dir, sources[-1], [f"+{remote_ref}:{local_ref}"], what=where)
+                gitops.fetch(git_dir, sources[-1], [f"+{remote_ref}:{local_ref}"], what=where,
+                             depth=depth, tags=tags)
             except gitops.MissingRevision:
                 continue
         sha = gitops.rev_parse(git_dir, local_ref)
@@ -339,7 +344,7 @@ class Workspace:
             self._clone_into(git_dir, source.url, shared=False, what=where)
             fresh = True
         elif gitops.try_run(["config", "remote.origin.url"], git_dir=git_dir) != source.url:
-            gitops.run(["remote", "set-url", "origin", source.url], git_dir=git_dir)
+            gitops.run(["remote", "set-url", "--", "origin", source.url], git_dir=git_dir)
         if source.revision:
             commit = resolve_revision(git_dir, source.revision, upstream=None, sources=["origin"],
                                       fetch_branches=not fresh, where=where, url=source.url)
@@ -443,7 +448,7 @@ class Workspace:
                 elif p in synced and result.sha:
                     state.projects[p.path] = self._record(p, result)
             report = SyncReport(self.root, source.describe(), commit, results, links, orphans,
-                                manifest_backup)
+                                manifest_backup, manifest.notice, list(manifest.warnings))
             if not report.nothing_to_do or previous is None or previous.manifest != record:
                 self.save_state(state)
             return report
@@ -457,6 +462,8 @@ class Workspace:
             linkfiles=[{"src": x.src, "dest": x.dest} for x in project.linkfiles],
             copyfiles=[{"src": x.src, "dest": x.dest} for x in project.copyfiles],
             skipped=result.reason if result.action == "skipped" else None,
+            clone_depth=project.clone_depth, sync_s=project.sync_s, sync_c=project.sync_c,
+            sync_tags=project.sync_tags,
         )
 
     def _sync_projects(self, projects: Sequence[Project], context: _Context, jobs: int,
@@ -523,7 +530,8 @@ class Workspace:
             result.action = "cloned"
         else:
             sha = resolve_revision(git_dir, project.revision, upstream=project.upstream, sources=sources,
-                                   fetch_branches=True, where=project.where, url=project.url)
+                                   fetch_branches=True, where=project.where, url=project.url,
+                                   depth=project.clone_depth, tags=project.sync_tags)
             result.action = "updated"
         result.sha = sha
         return self._checkout(project, git_dir, checkout, sha, ctx, result)
@@ -532,15 +540,15 @@ class Workspace:
         result.action, result.reason, result.exit_code = "skipped", reason, EXIT_FAIL
         return result
 
-    def _clone_into(self, git_dir: Path, source: str, *, shared: bool, what: str) -> Path:
+    def _clone_into(self, git_dir: Path, source: str, *, shared: bool, what: str, depth: int | None = None,
+                    tags: bool = True) -> Path:
         """Clone ``source`` without a checkout into ``<git_dir>.partial``, then rename its git
         directory into place: a git dir either exists complete or not at all."""
         partial = git_dir.with_name(git_dir.name + ".partial-clone")
         shutil.rmtree(partial, ignore_errors=True)
         partial.parent.mkdir(parents=True, exist_ok=True)
-        args = ["clone", "--quiet", "--no-checkout", *(["--shared"] if shared else []), source, str(partial)]
         try:
-            gitops.run(args)
+            gitops.clone(source, partial, what=what, shared=shared, depth=depth, tags=tags)
         except GitCommandError as error:
             shutil.rmtree(partial, ignore_errors=True)
             raise clone_failure(what, source, error) from None
@@ -551,14 +559,16 @@ class Workspace:
     def _clone_project(self, project: Project, git_dir: Path, mirror: Path | None) -> str:
         staging = git_dir.with_name(git_dir.name + ".partial")  # the not-yet-renamed git dir
         shutil.rmtree(staging, ignore_errors=True)
+        depth = None if mirror else project.clone_depth  # a mirror is local: nothing to save
         self._clone_into(staging, str(mirror) if mirror else project.url, shared=mirror is not None,
-                         what=project.where)
+                         what=project.where, depth=depth, tags=project.sync_tags)
         try:
             if mirror is not None:
-                gitops.run(["remote", "set-url", "origin", project.url], git_dir=staging)
+                gitops.run(["remote", "set-url", "--", "origin", project.url], git_dir=staging)
             sha = resolve_revision(staging, project.revision, upstream=project.upstream,
                                    sources=[str(mirror), "origin"] if mirror else ["origin"],
-                                   fetch_branches=mirror is not None, where=project.where, url=project.url)
+                                   fetch_branches=mirror is not None, where=project.where, url=project.url,
+                                   depth=depth, tags=project.sync_tags)
             # detach HEAD at the pin and drop the branch clone made (a fresh clone has just the
             # one HEAD pointed at)
             branch = gitops.head_branch(staging)
@@ -611,6 +621,8 @@ class Workspace:
         if result.action != "cloned":  # a fresh clone set it already
             gitops.run(["update-ref", PINNED_REF, sha], git_dir=git_dir)
         journal.unlink()
+        if project.sync_s and (checkout / ".gitmodules").is_file():
+            gitops.update_submodules(git_dir, checkout, what=project.where)
         return result
 
     def _backup(self, git_dir: Path, checkout: Path, head: str | None, dirty: bool, stamp: str) -> list[str]:
