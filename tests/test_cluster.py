@@ -27,6 +27,7 @@ from tests.conftest import require_tools
 from tests.support.build import make_patch
 from tests.support.cluster import loopback_cluster, processes_under
 from tests.support.e2e import E2EFixture, make_e2e_fixture
+from tests.support.sweep import MiB, expected_minimum, make_sweep_fixture
 
 HOST_TOOLS = ("qemu-system-aarch64", "aarch64-linux-gnu-gcc", "cmake", "ninja")
 
@@ -322,3 +323,39 @@ def test_local_engine_runs_points_through_the_worker_code(
     task = PointTask("run", "4k", "largepage", str(tmp_path / "no-such-manifest.git"))
     [result] = LocalEngine(dict(os.environ)).run([task])
     assert result.exit_code == 125 and result.error and "exit" in result.error
+
+
+@pytest.mark.qemu
+def test_sweep_on_a_loopback_cluster_matches_the_local_sweep(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    require_tools(*HOST_TOOLS)
+    monkeypatch.setenv("COLUMNS", "200")
+    sweep_fx = make_sweep_fixture(tmp_path / "fx")
+    sweep_fx.workspace.mkdir()
+    args = ["sweep", "--patchset", "sweep", "--patchsets", str(sweep_fx.patchsets),
+            "-w", str(sweep_fx.workspace), "-m", sweep_fx.manifest_url, "--executor", "host",
+            "--minimize", "mempool=0..128M", "--step", "1M", "--grid", "ram=512M,1G", "--json", "-q"]
+    code, out, err = orch(capsys, *args)
+    assert code == 0, out + err
+    local = json.loads(out)
+    with loopback_cluster(tmp_path / "cluster") as cluster:
+        cluster.add_worker("w1")
+        cluster.add_worker("w2")
+        cluster.wait_for_workers(2)
+        code, out, err = orch(capsys, *args, "--cluster", cluster.address)
+        assert code == 0, out + err
+    dist = json.loads(out)
+
+    def found(data: dict[str, object]) -> list[tuple[object, ...]]:
+        return [(p["point"], p["minimum"], p["probes"], p["below"]["verdict"], p["below"]["cause"])
+                for p in data["points"]]  # type: ignore[attr-defined]
+
+    assert found(dist) == found(local)
+    assert [p["minimum"] for p in dist["points"]] == [expected_minimum(512 * MiB, 4096),
+                                                      expected_minimum(1024 * MiB, 4096)]
+    # every probe of every point came back once, and the journal holds them for --resume
+    assert len(dist["probes"]) == len(local["probes"])
+    journal = (sweep_fx.workspace / ".orch/sweeps/latest/probes.jsonl").read_text().splitlines()
+    assert len(journal) == len(dist["probes"])
+    # the client's workspace built nothing new: the probes ran in the workers' own workspaces
+    assert all(any((w.directory / "workspaces").glob("*/.orch/builds")) for w in cluster.workers)

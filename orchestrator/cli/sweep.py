@@ -5,12 +5,14 @@ bytes per frame and where the results (JSON, CSV, chart, Markdown) are."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from orchestrator.cli.build import _positive
 from orchestrator.cli.common import workspace_root
+from orchestrator.cluster.engine import cluster_address
 from orchestrator.errors import EXIT_OK, InputError
 from orchestrator.patchset.params import Setting, parse_value
 from orchestrator.sweep import results
@@ -59,6 +61,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-builds", type=_positive, default=40, metavar="N",
                         help="ask for --yes when the sweep may need more builds than this (default 40)")
     parser.add_argument("--yes", action="store_true", help="go ahead above --max-builds")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="run the grid points on a Dask cluster (tcp://host:8786; also $ORCH_CLUSTER "
+                        "or `cluster` in .orch/config.toml); see `orch worker`")
     parser.add_argument("--resume", nargs="?", const="latest", metavar="ID",
                         help="continue an interrupted sweep (default: the latest) without redoing its probes")
     parser.set_defaults(func=handle)
@@ -96,8 +101,10 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         raise InputError(f"--timeout {args.timeout:g}: must be positive")
     plan = None if args.resume else _plan(args)
     command = ("orch", *sys.argv[1:]) if Path(sys.argv[0]).name == "orch" else ("orch", "sweep")
-    request = Request(plan=plan, workspace=workspace_root(args), jobs=args.jobs, max_builds=args.max_builds,
-                      yes=args.yes, resume=args.resume, manifest=args.manifest, command=command)
+    root = workspace_root(args)
+    request = Request(plan=plan, workspace=root, jobs=args.jobs, max_builds=args.max_builds,
+                      yes=args.yes, resume=args.resume, manifest=args.manifest, command=command,
+                      cluster=cluster_address(args.cluster, os.environ, root))
     outcome = run_sweep(request, ui)
     ui.result(results.to_json(outcome.result), results.table(outcome.result))
     if not ui.json:

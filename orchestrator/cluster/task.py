@@ -2,12 +2,14 @@
 sweep probe or grid point, a bisect step) with everything a machine needs to run it.
 
 A :class:`PointTask` carries the manifest source and revision, the patchset files themselves
-(bytes, each with its sha256), and the `orch build` arguments that select the point (variant,
-``--at``/``--pin``, ``--set``, CMake options, image, timeouts). Nothing in it refers to the
-submitting machine's files, so any worker with orch, a Docker engine (or the host tools) and
-access to the sources can run it. A :class:`PointResult` brings back the point's whole
-results directory (``results.json``, per-variant ``console.log``, ``run.json``,
-``metadata.json``), so every report reads a distributed run exactly as a local one.
+(bytes, each with its sha256), and either the `orch build` arguments that select the point
+(variant, ``--at``/``--pin``, ``--set``, CMake options, image, timeouts) or an orch module
+that runs a stage's own task record (a sweep's grid point) in the worker's synced workspace.
+Nothing in it refers to the submitting machine's files, so any worker with orch, a Docker
+engine (or the host tools) and access to the sources can run it. A :class:`PointResult`
+brings back the point's whole results directory (``results.json``, per-variant
+``console.log``, ``run.json``, ``metadata.json``), or the module's result record, so every
+report reads a distributed run exactly as a local one.
 """
 
 from __future__ import annotations
@@ -62,13 +64,21 @@ class PointTask:
     manifest_file: str | None = None
     build_args: tuple[str, ...] = ()  # `orch build` arguments that select the point
     files: tuple[PatchFile, ...] = ()
+    entry: str = ""  # instead of `orch build`: a module `python -m ENTRY TASK RESULT WORKSPACE PATCHSETS`
+    payload: bytes = b""  # ENTRY's task (its own serialized record), written to TASK
+
+    def __post_init__(self) -> None:
+        if self.entry and not self.entry.startswith("orchestrator."):
+            raise InputError(f"point {self.point_id}: entry {self.entry!r} is not one of orch's modules")
 
     def digest(self) -> str:
         """Content hash: the same point with the same inputs is the same task everywhere."""
         h = Hasher()
         h.update(json.dumps({"patchset": self.patchset, "manifest": self.manifest,
                              "revision": self.manifest_revision, "file": self.manifest_file,
-                             "args": list(self.build_args)}, sort_keys=True).encode())
+                             "args": list(self.build_args), "entry": self.entry},
+                            sort_keys=True).encode())
+        h.update(self.payload)
         for f in sorted(self.files, key=lambda f: f.path):
             h.update(f"{f.path}\0{f.sha256}\0".encode())
         return h.hexdigest()

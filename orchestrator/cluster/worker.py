@@ -126,11 +126,18 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGINT)
 
 
-def run_build(argv: list[str], workspace: Path, env: Mapping[str, str], log: Path,
-              cancelled: Callable[[], bool]) -> int | None:
-    """`orch build` in its own process group; ``None`` when cancelled."""
-    command = [sys.executable, "-m", "orchestrator", "-w", str(workspace), "--no-color", *argv]
-    with log.open("wb") as out:
+def run_orch(argv: list[str], workspace: Path, env: Mapping[str, str], log: Path,
+             cancelled: Callable[[], bool]) -> int | None:
+    """An `orch` command in the workspace, in its own process group; ``None`` when cancelled."""
+    return run_python(["orchestrator", "-w", str(workspace), "--no-color", *argv], env, log, cancelled)
+
+
+def run_python(module_argv: list[str], env: Mapping[str, str], log: Path,
+               cancelled: Callable[[], bool]) -> int | None:
+    """``python -m MODULE ARGS`` in its own process group, killed with the worker; ``None``
+    when cancelled."""
+    command = [sys.executable, "-m", *module_argv]
+    with log.open("ab") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=dict(env), start_new_session=True, preexec_fn=_die_with_parent)
         try:
@@ -158,21 +165,43 @@ def execute_task(task: PointTask, env: Mapping[str, str] | None = None) -> Point
     workspace = workspace_for(base, task)
     workspace.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    log = attempt_dir / "orch.log"
+    cancelled = _dask_cancel_check(task.run_id)
     with _locked(workspace.with_suffix(".lock")):
-        code = run_build(task.build_argv(patchsets, results), workspace, env, attempt_dir / "orch.log",
-                         _dask_cancel_check(task.run_id))
-    log_tail = _tail(attempt_dir / "orch.log")
+        if task.entry:
+            code = _run_entry(task, workspace, patchsets, attempt_dir, env, cancelled)
+        else:
+            code = run_orch(task.build_argv(patchsets, results), workspace, env, log, cancelled)
+    log_tail = _tail(log)
     if code is None:
         raise RuntimeError(f"point {task.point_id}: cancelled")
-    if code == POINT_CANNOT_TEST or not (results / "results.json").is_file():
+    produced = attempt_dir / "result" if task.entry else results / "results.json"
+    if code == POINT_CANNOT_TEST or not produced.is_file():
         # Infrastructure trouble on this worker (Docker, QEMU, sync): let another worker try.
         raise RuntimeError(f"point {task.point_id} on {_worker_name()}: exit {code}: {log_tail}")
-    files = read_results(results)
-    files["orch.log"] = (attempt_dir / "orch.log").read_bytes()
+    files = {"result": produced.read_bytes()} if task.entry else read_results(results)
+    files["orch.log"] = log.read_bytes()
     result = PointResult(point_id=task.point_id, exit_code=code, files=files, worker=_worker_name(),
                          attempt=attempt, seconds=round(time.monotonic() - started, 3))
     shutil.rmtree(attempt_dir, ignore_errors=True)
     return result
+
+
+def _run_entry(task: PointTask, workspace: Path, patchsets: Path, attempt_dir: Path,
+               env: Mapping[str, str], cancelled: Callable[[], bool]) -> int | None:
+    """Sync the worker's workspace to the task's manifest pins, then run the task's module."""
+    log = attempt_dir / "orch.log"
+    sync = ["sync", "-q", "-m", task.manifest]
+    if task.manifest_revision:
+        sync += ["-b", task.manifest_revision]
+    if task.manifest_file:
+        sync += ["--manifest-file", task.manifest_file]
+    code = run_orch(sync, workspace, env, log, cancelled)
+    if code != 0:
+        return POINT_CANNOT_TEST if code is not None else None
+    (attempt_dir / "task").write_bytes(task.payload)
+    return run_python([task.entry, str(attempt_dir / "task"), str(attempt_dir / "result"), str(workspace),
+                       str(patchsets)], env, log, cancelled)
 
 
 def _tail(log: Path, lines: int = 3) -> str:

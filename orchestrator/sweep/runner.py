@@ -17,6 +17,7 @@ from pathlib import Path
 
 from orchestrator import job, layout
 from orchestrator.build.spec import spec_for
+from orchestrator.cluster.task import PointResult as ClusterPointResult
 from orchestrator.errors import InputError
 from orchestrator.patchset.apply import load_patchset, patchset_search_path, resolve
 from orchestrator.sweep import results
@@ -40,6 +41,7 @@ class Request:
     resume: str | None = None  # a sweep id, or "latest"
     manifest: str | None = None
     command: tuple[str, ...] = ()
+    cluster: str | None = None  # a Dask scheduler: grid points run on its workers
 
 
 @dataclass
@@ -211,6 +213,38 @@ def _run_points(tasks: Sequence[PointTask], trees: Sequence[str], progress: _Pro
         return [f.result() for f in futures]
 
 
+def _run_points_on_cluster(tasks: Sequence[PointTask], plan: SweepPlan, progress: _Progress,
+                           request: Request, address: str, ui: UI) -> list[PointResult]:
+    """Every grid point as a cluster task at this workspace's manifest pins; each point's
+    probes join the journal as the point comes back (a resumed sweep redoes none of them)."""
+    from orchestrator.cluster.engine import DaskEngine
+    from orchestrator.cluster.fanout import manifest_pin
+    from orchestrator.sweep import distribute
+
+    pin = manifest_pin(job.Options(patchset=plan.patchset, workspace=request.workspace))
+    files = distribute.shipped_files(plan)
+    by_id = {f"point-{t.index}": t for t in tasks}
+    run_id = tasks[0].sweep if tasks else "sweep"
+    points: dict[int, PointResult] = {}
+    with DaskEngine(address) as engine:
+        ui.info(f"sweep on {engine.describe()}")
+        for task in tasks:
+            progress.start(task)
+
+        def arrived(result: ClusterPointResult) -> None:
+            task = by_id[result.point_id]
+            point = distribute.point_result(result, task)
+            known = {tuple(sorted(r.settings.items())) for r in task.known}
+            for record in point.probes:
+                if tuple(sorted(record.settings.items())) not in known:
+                    progress.probe(task, record)
+            progress.done(task, point)
+            points[task.index] = point
+
+        engine.run([distribute.cluster_task(t, run_id, pin, files) for t in tasks], arrived)
+    return [points[t.index] for t in tasks]
+
+
 def run_sweep(request: Request, ui: UI) -> Outcome:
     """Run (or resume) a sweep and write its results; Ctrl-C leaves a resumable sweep."""
     started, clock = datetime.now(UTC), time.monotonic()
@@ -238,7 +272,10 @@ def run_sweep(request: Request, ui: UI) -> Outcome:
     with ui.tracker() as tracker:
         progress = _Progress(tracker, directory, plan)
         try:
-            result.points = _run_points(tasks, trees, progress, request.jobs)
+            if request.cluster:
+                result.points = _run_points_on_cluster(tasks, plan, progress, request, request.cluster, ui)
+            else:
+                result.points = _run_points(tasks, trees, progress, request.jobs)
         except (KeyboardInterrupt, Cancelled):
             done = len(read_probes(directory))
             ui.err.print(f"sweep {sweep_id} interrupted after {done} probe(s); "

@@ -1,0 +1,91 @@
+"""A sweep's grid points on a cluster: each :class:`~.plan.PointTask` travels as a cluster
+task (:mod:`orchestrator.cluster.task`) and runs through the same :func:`~.probe.run_point` as
+locally, on a worker whose own workspace is synced to this workspace's manifest pins.
+
+On the worker, ``python -m orchestrator.sweep.distribute TASK RESULT WORKSPACE PATCHSETS`` reads
+the grid point, points it at the worker's workspace and the shipped patchset files, runs it and
+writes the :class:`~.plan.PointResult`. Records travel pickled, as Dask's own task arguments do,
+between the same orch version on both ends.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from orchestrator.build.spec import spec_for
+from orchestrator.cluster.fanout import ManifestPin
+from orchestrator.cluster.task import PatchFile, pack_patchsets
+from orchestrator.cluster.task import PointResult as ClusterResult
+from orchestrator.cluster.task import PointTask as ClusterTask
+from orchestrator.errors import InfraError, OrchError
+from orchestrator.patchset.apply import load_patchset, patchset_search_path, resolve
+from orchestrator.sweep.plan import PointResult, PointTask, SweepPlan
+from orchestrator.sweep.probe import run_point
+
+ENTRY = "orchestrator.sweep.distribute"
+
+
+def shipped_files(plan: SweepPlan) -> tuple[PatchFile, ...]:
+    """The patchset and everything its variant needs, by value."""
+    search_path = [p.resolve() for p in patchset_search_path(list(plan.patchset_dirs), {})]
+    patchset = load_patchset(plan.patchset, search_path)
+    variant = spec_for(patchset).variant(plan.variant)
+    chain = resolve(list(variant.patchsets), search_path)
+    return pack_patchsets(sorted({p.directory for p in [*chain, patchset]}))
+
+
+def cluster_task(task: PointTask, run_id: str, pin: ManifestPin,
+                 files: tuple[PatchFile, ...]) -> ClusterTask:
+    """One grid point as a cluster task (its probes already done travel with it)."""
+    return ClusterTask(
+        run_id=run_id, point_id=f"point-{task.index}", patchset=task.patchset, manifest=pin.url,
+        manifest_revision=pin.commit, manifest_file=pin.file, files=files, entry=ENTRY,
+        payload=pickle.dumps(replace(task, workspace="", patchset_dirs=())))
+
+
+def point_result(result: ClusterResult, task: PointTask) -> PointResult:
+    """The grid point's result, or InfraError when no worker could run it (exit 125)."""
+    data = result.files.get("result")
+    if result.exit_code != 0 or data is None:
+        raise InfraError(f"sweep point {task.label()}: could not be tested on the cluster: "
+                         f"{result.error or f'exit {result.exit_code}'}",
+                         hint="check the workers (`orch worker`), then `orch sweep --resume`")
+    point = pickle.loads(data)
+    if not isinstance(point, PointResult):
+        raise InfraError(f"sweep point {task.label()}: the worker sent back no sweep result")
+    return point
+
+
+def run_on_worker(task_file: Path, result_file: Path, workspace: Path, patchsets: Path) -> None:
+    """Worker side: the grid point in this worker's synced workspace and shipped patchsets."""
+    task = pickle.loads(task_file.read_bytes())
+    if not isinstance(task, PointTask):
+        raise SystemExit(f"{task_file}: not a sweep grid point")
+    placed = replace(task, workspace=str(workspace.resolve()), patchset_dirs=(str(patchsets.resolve()),),
+                     tree=f"sweep-{task.variant}-0")
+    result = run_point(placed)
+    tmp = result_file.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(result))
+    tmp.replace(result_file)
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) != 4:
+        print(f"usage: python -m {ENTRY} TASK RESULT WORKSPACE PATCHSETS", file=sys.stderr)
+        return 2
+    try:
+        run_on_worker(*(Path(a) for a in argv))
+    except KeyboardInterrupt:
+        return 130
+    except OrchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
