@@ -22,12 +22,13 @@ from orchestrator.cli import (
     status,
     sweep,
     sync,
+    upstream,
     worker,
 )
 from orchestrator.errors import EXIT_INTERRUPTED, EXIT_USAGE, OrchError
 from orchestrator.ui import UI
 
-COMMAND_MODULES = (sync, status, manifest, patchset, build, sweep, run, report, image, worker, matrix)
+COMMAND_MODULES = (sync, status, manifest, patchset, build, sweep, run, report, image, worker, matrix, upstream)
 
 
 def common_options() -> argparse.ArgumentParser:
