@@ -122,7 +122,7 @@ def test_shipped_patchsets_check_and_apply_cleanly_to_the_seed_fixture(tree: Sou
     examples = tree.project(EXAMPLES).directory
     assert git(examples, "symbolic-ref", "HEAD") == "refs/heads/orch/largepage"
     assert git(examples, "log", "--format=%s|%an", "orch/vm-2g", "-1") == (
-        "vm_minimal: give the qemu-arm-virt guest 2 GiB of RAM|orch maintainers")
+        "vm_minimal: give the qemu-arm-virt guest 2 GiB RAM|orch maintainers")
     assert git(examples, "rev-parse", "orch/largepage~1") == git(examples, "rev-parse", "orch/vm-2g")
     assert git(tree.project("kernel").directory, "symbolic-ref", "HEAD") == "refs/heads/orch/vm-2g"
     assert lib.applied_patchsets(tree) == {

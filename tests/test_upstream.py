@@ -486,3 +486,19 @@ def test_rendered_lines_round_trip() -> None:
     body = replace_line("intro\n\nTest with: a/b#1\n", "Test with: c/d#2")
     assert body == "intro\n\nTest with: c/d#2\n"
     assert shutil.which("git")
+
+
+def test_a_repositorys_own_gitlint_and_stylefilter_win(world: tuple[World, Path],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    w, root = world
+    own = "[general]\nregex-style-search=true\n[title-max-length]\nline-length=80\n"
+    make_patchset(w, "own-rules", {LIBS: [
+        Change(signed("libsel4vm: a generated file, kept as the generator wrote it, with a long title"),
+               {".gitlint": HEADER_HASH + own, ".stylefilter": HEADER_HASH + "libsel4vm/gen/*  # generated\n",
+                "libsel4vm/gen/table.c": BAD_C}),
+    ]})
+    code, out, err = up(capsys, w, root, "check", "own-rules", "--json")
+    assert code == EXIT_OK, out + err
+    report = json.loads(out)
+    assert cell(report, LIBS, "gitlint")["status"] == "ok"
+    assert cell(report, LIBS, "style")["status"] == "n/a"  # filtered out: nothing to style
