@@ -17,6 +17,9 @@ Workspace (``<root>/.orch/``)::
     analysis/             remembered ELF / bookkeeping figures per build
     results/<job id>/     each ``orch build`` job's reports (``latest`` -> newest)
     sweeps/<sweep id>/    each ``orch sweep``: plan.json, probes.jsonl, results (``latest`` -> newest)
+    upstream/<patchset>/  ``orch upstream prepare``: prepared.json and one PR body per project
+                          (``<project path>.md``)
+    tmp/                  scratch clones (``orch upstream``), removed when done
     crash/                tracebacks of orch's own internal errors
 
 Refs in a project's repository::
@@ -28,6 +31,8 @@ Refs in a project's repository::
     refs/heads/orch/<patchset>            an applied patchset's commits (the workspace)
     refs/heads/orch-worktree/<tree>/<patchset>   the same in a variant's worktree
     refs/heads/orch-backup/<namespace>/...        a patchset branch or detached HEAD replaced
+    refs/heads/orch/upstream/<patchset>   ``orch upstream prepare``'s rebased branch (also on the fork)
+    refs/heads/orch-backup/upstream/<patchset>-<stamp>   an older one it replaced
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ ANALYSIS = "analysis"
 RESULTS = "results"
 SWEEPS = "sweeps"
 CRASH = "crash"
+UPSTREAM = "upstream"
+TMP = "tmp"
 LATEST = "latest"
 
 # relative to the workspace root, for code that joins them onto a root it holds
@@ -63,6 +70,8 @@ ANALYSIS_DIR = Path(ORCH_DIR) / ANALYSIS
 RESULTS_DIR = Path(ORCH_DIR) / RESULTS
 SWEEPS_DIR = Path(ORCH_DIR) / SWEEPS
 CRASH_DIR = Path(ORCH_DIR) / CRASH
+UPSTREAM_DIR = Path(ORCH_DIR) / UPSTREAM
+TMP_DIR = Path(ORCH_DIR) / TMP
 
 # inside a project's git directory while sync moves its checkout
 CHECKOUT_JOURNAL = "orch-checkout"
@@ -75,6 +84,8 @@ VARIANT_BACKUP_PREFIX = "refs/orch/backup/variants/"
 PATCHSET_NAMESPACE = "orch"  # branch orch/<patchset>
 WORKTREE_NAMESPACE = "orch-worktree"  # branch orch-worktree/<tree>/<patchset>
 PATCHSET_BACKUP_PREFIX = "refs/heads/orch-backup"
+UPSTREAM_BRANCH_PREFIX = "orch/upstream/"  # branch orch/upstream/<patchset>
+UPSTREAM_BACKUP_PREFIX = "refs/heads/orch-backup/upstream/"
 
 
 def orch_dir(root: Path) -> Path:
@@ -146,6 +157,21 @@ def sweeps_dir(root: Path) -> Path:
 
 def crash_dir(root: Path) -> Path:
     return root / CRASH_DIR
+
+
+def upstream_dir(root: Path, patchset: str) -> Path:
+    """``.orch/upstream/<patchset>``: what ``orch upstream prepare`` writes for ``open``."""
+    return root / UPSTREAM_DIR / patchset
+
+
+def tmp_dir(root: Path) -> Path:
+    """``.orch/tmp``: scratch space inside the workspace."""
+    return root / TMP_DIR
+
+
+def upstream_branch(patchset: str) -> str:
+    """``orch/upstream/<patchset>`` (a branch name, without ``refs/heads/``)."""
+    return UPSTREAM_BRANCH_PREFIX + patchset
 
 
 def sync_backup_ref(stamp: str) -> str:

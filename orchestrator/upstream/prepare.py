@@ -21,6 +21,7 @@ from typing import Any
 from git.exc import GitCommandError
 from rich.table import Table
 
+from orchestrator import layout
 from orchestrator.errors import InfraError, InputError
 from orchestrator.patchset.config import Patchset
 from orchestrator.report.render import from_dict
@@ -32,10 +33,7 @@ from orchestrator.workspace import gitops
 from orchestrator.workspace.manifest import is_sha
 from orchestrator.workspace.sync import ProjectRecord, Workspace
 
-UPSTREAM_DIR = Path(".orch") / "upstream"
 STATE_FILE = "prepared.json"
-BRANCH_PREFIX = "orch/upstream/"
-BACKUP_PREFIX = "refs/heads/orch-backup/upstream/"
 _OUT_REF = "refs/heads/orch-upstream-out"
 _TIP_REF = "refs/orch-upstream/tip"
 
@@ -85,7 +83,7 @@ def parse_onto(values: Sequence[str]) -> dict[str | None, str]:
 
 
 def state_dir(root: Path, patchset: str) -> Path:
-    return root / UPSTREAM_DIR / patchset
+    return layout.upstream_dir(root, patchset)
 
 
 def load_prepared(root: Path, patchset: str) -> PreparedSet:
@@ -148,7 +146,7 @@ def merge_order(projects: Sequence[str], names: dict[str, str], explicit: list[s
 
 
 def _config(root: Path) -> dict[str, Any]:
-    path = root / ".orch" / "config.toml"
+    path = layout.config_file(root)
     if not path.is_file():
         return {}
     try:
@@ -273,7 +271,7 @@ def prepare(ws: Workspace, chain_patchsets: list[Patchset], options: PrepareOpti
             return result  # nothing written: the scratch clones go away
         prepared = _describe(ws, chain, order, records, forks, tips)
         for project in order:
-            _keep_branch(ws, chain.series[project], f"{BRANCH_PREFIX}{name}", tips[project][0])
+            _keep_branch(ws, chain.series[project], layout.upstream_branch(name), tips[project][0])
     _write_bodies(ws, chain_patchsets, prepared)
     if options.push:
         for p in prepared.projects:
@@ -298,14 +296,15 @@ def _describe(ws: Workspace, chain: Chain, order: list[str], records: dict[str, 
         for sha in shas:
             subject = series.git("log", "-1", "--format=%s", sha)
             commits.append(PreparedCommit(sha, subject, by_subject.get(subject, "?")))
-        rel = (UPSTREAM_DIR / name / f"{project}.md").as_posix()
+        rel = (layout.UPSTREAM_DIR / name / f"{project}.md").as_posix()
         fork = forks[project]
         before = old.get(project)
         prepared.projects.append(PreparedProject(
             project=project, upstream_repo=repo_id(records[project].url),
             base_branch=_base_branch_or(records[project]),
             fork_url=fork, fork_repo=repo_id(fork) if fork else repo_id(records[project].url),
-            branch=f"{BRANCH_PREFIX}{name}", head=head, onto=onto, title="", body_file=rel, commits=commits,
+            branch=layout.upstream_branch(name), head=head, onto=onto, title="", body_file=rel,
+            commits=commits,
             number=before.number if before else None, url=before.url if before else None))
     return prepared
 
@@ -345,8 +344,8 @@ def _keep_branch(ws: Workspace, series: ProjectSeries, branch: str, sha: str) ->
     old = gitops.rev_parse(git_dir, ref)
     if old and old != sha:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        gitops.run(["update-ref", f"{BACKUP_PREFIX}{branch.removeprefix(BRANCH_PREFIX)}-{stamp}", old],
-                   git_dir=git_dir)
+        name = branch.removeprefix(layout.UPSTREAM_BRANCH_PREFIX)
+        gitops.run(["update-ref", f"{layout.UPSTREAM_BACKUP_PREFIX}{name}-{stamp}", old], git_dir=git_dir)
     try:
         gitops.run(["fetch", "--quiet", "--no-tags", str(series.directory), f"+{_OUT_REF}:{ref}"],
                    git_dir=git_dir)

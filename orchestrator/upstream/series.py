@@ -17,13 +17,12 @@ from pathlib import Path
 
 from git.exc import GitCommandError
 
+from orchestrator import layout
 from orchestrator.errors import InfraError
 from orchestrator.patchset import apply as patchsets
 from orchestrator.patchset.config import Patchset, verify_checksums
 from orchestrator.workspace import gitops
 from orchestrator.workspace.tree import ProjectCheckout, SourceTree
-
-SCRATCH_DIR = Path(".orch") / "tmp"
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def projects_of(chain: list[Patchset]) -> list[str]:
 def applied_chain(workspace_root: Path, tree: SourceTree, chain: list[Patchset]) -> Iterator[Chain]:
     """Scratch clones of the chain's projects with the chain applied; removed on exit."""
     verify_checksums(chain)
-    base = workspace_root / SCRATCH_DIR
+    base = layout.tmp_dir(workspace_root)
     base.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="upstream-", dir=base))
     try:
