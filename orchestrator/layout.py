@@ -86,6 +86,9 @@ WORKTREE_NAMESPACE = "orch-worktree"  # branch orch-worktree/<tree>/<patchset>
 PATCHSET_BACKUP_PREFIX = "refs/heads/orch-backup"
 UPSTREAM_BRANCH_PREFIX = "orch/upstream/"  # branch orch/upstream/<patchset>
 UPSTREAM_BACKUP_PREFIX = "refs/heads/orch-backup/upstream/"
+# in `orch upstream`'s scratch clones only (never in the workspace's repositories)
+SCRATCH_UPSTREAM_TIP_REF = "refs/orch/upstream-tip"  # the fetched upstream branch
+SCRATCH_OUT_REF = "refs/orch/upstream-out"  # the rebased series, fetched from here
 
 
 def orch_dir(root: Path) -> Path:

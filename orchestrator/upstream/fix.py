@@ -19,6 +19,7 @@ from pathlib import Path
 
 from git.exc import GitCommandError
 
+from orchestrator import layout
 from orchestrator.errors import InputError
 from orchestrator.patchset import apply as patchsets
 from orchestrator.upstream import style
@@ -58,7 +59,7 @@ def fix_chain(chain: Chain, toolset: Toolset, me: Identity | None) -> FixReport:
     for series in chain.series.values():
         mapping = rewritten[series.project]
         for ps in chain.patchsets:
-            branch = f"refs/heads/orch/{ps.name}"
+            branch = layout.patchset_branch(layout.PATCHSET_NAMESPACE, ps.name)
             old = gitops.try_run(["rev-parse", "--verify", "--quiet", branch], cwd=series.directory)
             if old and mapping.get(old, old) != old:
                 series.git("update-ref", branch, mapping[old])

@@ -34,8 +34,8 @@ from orchestrator.workspace.manifest import is_sha
 from orchestrator.workspace.sync import ProjectRecord, Workspace
 
 STATE_FILE = "prepared.json"
-_OUT_REF = "refs/heads/orch-upstream-out"
-_TIP_REF = "refs/orch-upstream/tip"
+_OUT_REF = layout.SCRATCH_OUT_REF
+_TIP_REF = layout.SCRATCH_UPSTREAM_TIP_REF
 
 
 @dataclass
@@ -181,14 +181,14 @@ def fork_url(ws: Workspace, record: ProjectRecord, template: str | None, config:
         url = remote if ("/" in remote or ":" in remote) else gitops.try_run(
             ["remote", "get-url", remote], git_dir=ws.git_dir(record.path))
         if url is None:
-            raise InputError(f".orch/config.toml: [upstream.remotes] {record.path} = '{remote}': "
-                             f"no such remote in that project")
+            raise InputError(f"{layout.config_file(ws.root)}: [upstream.remotes] {record.path} = "
+                             f"'{remote}': no such remote in that project")
     elif isinstance(config.get("fork"), str):
         url = str(config["fork"]).replace("{name}", name).replace("{path}", record.path)
     if url is None:
         raise InputError(f"{record.path}: no fork to push to",
                          hint="pass --fork git@github.com:USER/{name}.git, or set [upstream] fork in "
-                              ".orch/config.toml (or --no-push)")
+                              f"{layout.config_file(ws.root)} (or --no-push)")
     upstream_urls = [record.url]
     origin = gitops.try_run(["remote", "get-url", "origin"], git_dir=ws.git_dir(record.path))
     if origin:

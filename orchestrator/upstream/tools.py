@@ -11,6 +11,7 @@ runs in (``pip install 'orch[test]'`` pins them as seL4 does), astyle and checkb
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 import shutil
@@ -119,8 +120,7 @@ def require_programs(toolset: Toolset) -> None:
     if shutil.which("astyle") is None:
         raise InfraError("astyle is not installed", hint="apt-get install astyle")
     for module in ("gitlint", "cmakelang", "autopep8", "guardonce", "reuse"):
-        probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
-        if probe.returncode != 0:
+        if importlib.util.find_spec(module) is None:
             raise InfraError(f"the Python package providing '{module}' is not installed",
                              hint="pip install 'orch[test]' (gitlint-core, cmake-format, autopep8, "
                                   "guardonce, reuse)")
