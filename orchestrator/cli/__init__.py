@@ -28,7 +28,8 @@ from orchestrator.cli import (
 from orchestrator.errors import EXIT_INTERRUPTED, EXIT_USAGE, OrchError
 from orchestrator.ui import UI
 
-COMMAND_MODULES = (sync, status, manifest, patchset, build, sweep, run, report, image, worker, matrix, upstream)
+COMMAND_MODULES = (sync, status, manifest, patchset, build, sweep, run, report, image, worker, matrix,
+                   upstream)
 
 
 def common_options() -> argparse.ArgumentParser:
