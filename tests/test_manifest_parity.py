@@ -366,3 +366,11 @@ def test_an_include_symlink_inside_the_manifest_repository_is_fine(tmp_path: Pat
     os.symlink("common/real.xml", root / "inc.xml")
     (root / "default.xml").write_text(f'<manifest>{HEAD}<include name="inc.xml"/></manifest>')
     assert [p.name for p in load_manifest(root / "default.xml").projects] == ["inc"]
+
+
+def test_after_dest_path_the_implicit_path_group_is_still_the_declared_path(tmp_path: Path) -> None:
+    m = load(tmp_path, Case('<project name="a" path="x"/><extend-project name="a" dest-path="moved"/>',
+                            repo="accepts"))
+    assert m.projects[0].path == "moved"
+    assert [p.path for p in m.select_groups(["path:x"]).projects] == ["moved"]  # as repo selects it
+    assert m.select_groups(["path:moved"]).projects == ()

@@ -88,11 +88,14 @@ class Project:
     sync_s: bool = False  # check out the project's submodules too
     sync_c: bool = False  # fetch only the pinned revision (orch always does after cloning)
     sync_tags: bool = True  # fetch tags
+    declared_path: str | None = None  # the path before an extend-project dest-path moved it
 
     @property
     def all_groups(self) -> frozenset[str]:
-        """The groups `repo` gives a project implicitly plus the declared ones."""
-        implicit = {"all", f"name:{self.name}", f"path:{self.path}"}
+        """The groups `repo` gives a project implicitly plus the declared ones. As in repo, the
+        implicit ``path:`` group is the path the project was declared with, even after an
+        extend-project ``dest-path`` moved it."""
+        implicit = {"all", f"name:{self.name}", f"path:{self.declared_path or self.path}"}
         if "notdefault" not in self.groups:
             implicit.add("default")
         return frozenset(implicit | set(self.groups))
@@ -312,6 +315,7 @@ class _RawProject:
     sync_s: bool = False
     sync_c: bool = False
     sync_tags: bool = True
+    declared_path: str | None = None
 
 
 @dataclass
@@ -524,6 +528,7 @@ class _Builder:
             if element.get("upstream"):
                 raw.upstream = element.get("upstream")
             if dest_path:
+                raw.declared_path = raw.declared_path or raw.path
                 raw.path = check_relative_path(display, element, "dest-path", dest_path, dir_ok=True)
                 self._claim_path(raw, blame, ignore=raw)
             self._file_links(node, raw)
@@ -627,6 +632,7 @@ def _build(builder: _Builder, manifest_url: str | None) -> Manifest:
             upstream=raw.upstream, dest_branch=raw.dest_branch, groups=tuple(raw.groups),
             linkfiles=tuple(raw.linkfiles), copyfiles=tuple(raw.copyfiles), where=raw.origin,
             clone_depth=raw.clone_depth, sync_s=raw.sync_s, sync_c=raw.sync_c, sync_tags=raw.sync_tags,
+            declared_path=raw.declared_path,
         )
         for raw in builder.projects
     )
