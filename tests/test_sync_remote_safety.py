@@ -230,3 +230,18 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "\nState:\tZ" not in status
+
+
+# --- what the manifest says to the user ------------------------------------------------------
+
+
+def test_sync_shows_the_notice_and_the_parser_warnings(tmp_path: Path, history: Upstream,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    body = ('<notice>\n    Please read the seL4 docs\x85 first.\n  </notice><shiny-new-element/>'
+            '<project name="deep" sync-c="perhaps"/>')
+    code = main(["sync", "-w", str(tmp_path / "ws"), "-m", str(manifest(tmp_path, body))])
+    _out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Please read the seL4 docs first." in err  # C1 control characters dropped
+    assert "warning: default.xml: <shiny-new-element>: unknown element, ignored" in err
+    assert 'sync-c="perhaps" is not a boolean; ignored' in err

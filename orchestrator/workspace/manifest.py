@@ -566,8 +566,11 @@ def _xml_int(display: str, element: ET.Element, attr: str) -> int | None:
 
 
 def _notice_text(element: ET.Element) -> str:
-    """The notice with its indentation removed the way repo does (like a docstring)."""
-    lines = (element.text or "").splitlines()
+    """The notice with its indentation removed the way repo does (like a docstring), and
+    control and invisible characters dropped (it goes to the terminal)."""
+    text = "".join(ch for ch in element.text or ""
+                   if ch in "\n\t" or not (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch in _INVISIBLE))
+    lines = text.splitlines()
     if not lines:
         return ""
     indent = min((len(line) - len(line.lstrip()) for line in lines[1:] if line.strip()), default=sys.maxsize)
@@ -576,8 +579,7 @@ def _notice_text(element: ET.Element) -> str:
         clean.pop(0)
     while clean and not clean[-1]:
         clean.pop()
-    return "".join(ch for ch in "\n".join(clean)
-                   if ch in "\n\t" or not (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch in _INVISIBLE))
+    return "\n".join(clean)
 
 
 # --- resolving -------------------------------------------------------------------------------
