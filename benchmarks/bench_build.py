@@ -28,7 +28,7 @@ from pathlib import Path
 from docker.client import DockerClient
 
 from orchestrator.build.builder import BuildContext, build_variant, build_variants, remove_variant
-from orchestrator.runtime.executor import DockerExecutor
+from orchestrator.runtime.docker import DockerRuntime
 from tests.support.build import ensure_build_image, make_build_workspace
 
 
@@ -49,7 +49,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp:
         ws = make_build_workspace(Path(tmp))
         spec = ws.spec()
-        ctx = BuildContext(root=ws.root, tree=ws.tree, spec=spec, executor=DockerExecutor(image=image),
+        ctx = BuildContext(root=ws.root, tree=ws.tree, spec=spec, runtime=DockerRuntime(image=image),
                            rebuild=True)
         variant = spec.variant("largepage")
         patchsets = ws.chain(list(variant.patchsets))

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrator.boot.console import load_platform
+from orchestrator.boot.platform import load_platform
 from orchestrator.boot.qemu import RunSpec, run_image
 from orchestrator.ui import UI
 from tests.support.baremetal import build_scenario

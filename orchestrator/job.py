@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,10 +37,6 @@ from orchestrator.analysis import memory
 from orchestrator.analysis.elf import SymbolHit, vmm_static
 from orchestrator.analysis.memory import gather
 from orchestrator.boot.qemu import (
-    DockerLauncher,
-    HostLauncher,
-    Launched,
-    Launcher,
     RunSpec,
     qemu_argv_from_simulate,
     run_image,
@@ -53,7 +48,8 @@ from orchestrator.digest import Hasher, json_digest, sha256_file_or_none
 from orchestrator.errors import InfraError, InputError
 from orchestrator.patchset.apply import Patchset, check, load_patchset, patchset_search_path, resolve
 from orchestrator.report import render as rep
-from orchestrator.runtime.executor import make_executor
+from orchestrator.runtime import make_runtime
+from orchestrator.runtime.base import Runtime
 from orchestrator.ui import UI, to_jsonable
 from orchestrator.workspace.sync import ManifestSource, Workspace, requested_source
 from orchestrator.workspace.tree import SourceTree
@@ -144,39 +140,14 @@ def check_all(tree: SourceTree, chains: Mapping[str, list[Patchset]]) -> None:
 # --- stage 4: boots ---------------------------------------------------------------------------
 
 
-@dataclass
-class _TrackingLauncher:
-    """A launcher that remembers what it started, so Ctrl-C can stop boots in worker threads."""
-
-    inner: Launcher
-    started: list[Launched] = field(default_factory=list)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def describe(self) -> str:
-        return self.inner.describe()
-
-    def start(self, argv: Sequence[str], cwd: Path, mounts: Sequence[Path]) -> Launched:
-        with self.lock:
-            if self.cancelled.is_set():
-                raise InfraError("interrupted before QEMU started")
-            launched = self.inner.start(argv, cwd, mounts)
-            self.started.append(launched)
-            return launched
-
-    def kill_all(self) -> None:
-        with self.lock:
-            self.cancelled.set()
-            for launched in self.started:
-                launched.kill()
-
-
-def choose_launcher(opts: Options, image: str) -> Launcher:
+def boot_runtime(opts: Options, image: str) -> Runtime:
+    """Where QEMU runs: in a container of the build image when asked, or when builds run in
+    Docker and this machine has no QEMU of its own; else on the host."""
     if opts.boot_in == "docker" or (
         opts.boot_in == "auto" and opts.executor == "docker" and shutil.which("qemu-system-aarch64") is None
     ):
-        return DockerLauncher(image)
-    return HostLauncher()
+        return make_runtime("docker", image)
+    return make_runtime("host", image)
 
 
 _MEMORY_IN_SCRIPT = re.compile(r"-m\s+(?:size=)?([0-9]+[MGK]?)\b")
@@ -198,7 +169,7 @@ def run_spec_for(build: BuildResult, spec: BuildSpec, opts: Options) -> RunSpec:
     return RunSpec(image=build.image, platform=spec.platform, simulate=simulate, memory=memory, **extra)
 
 
-def run_key(spec: RunSpec, image_sha256: str, launcher: Launcher) -> str:
+def run_key(spec: RunSpec, image_sha256: str, runtime: Runtime) -> str:
     """Same image, same way of running it, same rules: the same run."""
     rules = [sha256_file_or_none(p) for p in spec.rules]
     simulate = spec.simulate.read_text(errors="replace") if spec.simulate else None
@@ -206,18 +177,18 @@ def run_key(spec: RunSpec, image_sha256: str, launcher: Launcher) -> str:
         "v": RUN_CACHE_VERSION, "image": image_sha256, "platform": spec.platform, "memory": spec.memory,
         "qemu": spec.qemu, "extra": list(spec.extra_args), "simulate": simulate, "rules": rules,
         "timeout": spec.timeout, "boot_timeout": spec.boot_timeout, "login": to_jsonable(spec.login),
-        "launcher": launcher.describe(), "orch": __version__,
+        "launcher": runtime.describe(), "orch": __version__,
     }
     return json_digest(data)
 
 
-def boot(build: BuildResult, spec: BuildSpec, opts: Options, launcher: _TrackingLauncher,
+def boot(build: BuildResult, spec: BuildSpec, opts: Options, runtime: Runtime,
          ui: UI, on_milestone: Callable[[str, float], None] | None = None
          ) -> tuple[dict[str, Any], bool, Path]:
     """Boot one build, or reuse an identical earlier run. Returns (record, cached, its dir)."""
     run_spec = run_spec_for(build, spec, opts)
     image_sha = sha256_file_or_none(run_spec.image) or ""
-    key = run_key(run_spec, image_sha, launcher)
+    key = run_key(run_spec, image_sha, runtime)
     directory = layout.boots_dir(opts.workspace) / key[:16]
     record_file = directory / "run.json"
     if not opts.rerun and record_file.is_file():
@@ -228,7 +199,7 @@ def boot(build: BuildResult, spec: BuildSpec, opts: Options, launcher: _Tracking
         except (OSError, ValueError):
             pass
     shutil.rmtree(directory, ignore_errors=True)
-    run_spec = dataclasses.replace(run_spec, output_dir=directory, launcher=launcher,
+    run_spec = dataclasses.replace(run_spec, output_dir=directory, runtime=runtime,
                                    on_milestone=on_milestone)
     record = run_image(run_spec, ui).to_dict()
     return record, False, directory
@@ -401,8 +372,8 @@ def run_pipeline(opts: Options, ui: UI) -> Outcome:
             f"{', '.join(chains)}")
 
     t = time.monotonic()
-    executor = make_executor(opts.executor, spec.image)
-    ctx = BuildContext(root=workspace.root, tree=tree, spec=spec, executor=executor, ui=ui,
+    runtime = make_runtime(opts.executor, spec.image)
+    ctx = BuildContext(root=workspace.root, tree=tree, spec=spec, runtime=runtime, ui=ui,
                        rebuild=opts.rebuild)
     builds = build_variants(ctx, [(v, chains[v.name]) for v in spec.variants], jobs=opts.jobs)
     timer.add("build_stage", time.monotonic() - t)
@@ -484,7 +455,7 @@ def boot_all(builds: Sequence[BuildResult], spec: BuildSpec, opts: Options,
     """Boot every build, in parallel; Ctrl-C kills every QEMU before it propagates."""
     if not builds:
         return {}
-    launcher = _TrackingLauncher(choose_launcher(opts, spec.image))
+    runtime = boot_runtime(opts, spec.image)
     workers = opts.boot_jobs or len(builds)
     out: dict[str, tuple[dict[str, Any], bool, Path]] = {}
     with ui.tracker() as tracker, concurrent.futures.ThreadPoolExecutor(
@@ -494,7 +465,7 @@ def boot_all(builds: Sequence[BuildResult], spec: BuildSpec, opts: Options,
         def show_milestone(variant: str) -> Callable[[str, float], None]:
             return lambda name, at: tracker.advance(tasks[variant], 0, status=f"{name} at {at:.1f} s")
 
-        futures = {pool.submit(boot, b, spec, opts, launcher, UI.silent() if workers > 1 else ui,
+        futures = {pool.submit(boot, b, spec, opts, runtime, UI.silent() if workers > 1 else ui,
                                show_milestone(b.variant)): b
                    for b in builds}
         try:
@@ -505,7 +476,7 @@ def boot_all(builds: Sequence[BuildResult], spec: BuildSpec, opts: Options,
                 state = "cached" if cached else f"{record.get('duration', 0):.1f} s"
                 tracker.done(tasks[build.variant], f"{str(record.get('verdict', '?')).upper()} ({state})")
         except BaseException:
-            launcher.kill_all()
+            runtime.stop_all()
             concurrent.futures.wait(futures)
             raise
     return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +57,68 @@ def _isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     Path(home, ".gitconfig").write_text(
         '[init]\n\tdefaultBranch = master\n[protocol "file"]\n\tallow = always\n'
     )
+
+
+# -- the runtimes: every executor scenario runs on the host and, with --docker, in Docker --------
+
+BASE_IMAGE = os.environ.get("ORCH_TEST_BASE_IMAGE", "orch-test-base:bookworm")
+RUNTIMES = ["host", pytest.param("docker", marks=pytest.mark.docker)]
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime_name(request: pytest.FixtureRequest) -> str:
+    """``host`` or ``docker``: a test taking this runs once per runtime."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Any:
+    """The SDK client for the engine the tests use (DOCKER_HOST or the local socket)."""
+    import docker.errors
+    from docker.client import DockerClient
+
+    try:
+        engine = DockerClient.from_env()
+        engine.ping()
+    except (docker.errors.DockerException, OSError) as exc:
+        missing(f"no reachable Docker engine: {exc}")
+    return engine
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client: Any) -> str:
+    import docker.errors
+
+    try:
+        docker_client.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        missing(f"base image {BASE_IMAGE} not found (make it with debootstrap + docker import, see .ci/run)")
+    return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def build_image(docker_client: Any, base_image: str) -> str:
+    """The ``build-min`` image on the base image, built once per machine (cached by tag)."""
+    from tests.support.build import ensure_build_image
+
+    return ensure_build_image(docker_client, base_image)
+
+
+@pytest.fixture(scope="session")
+def qemu_image(docker_client: Any, base_image: str) -> str:
+    """The base image with Debian's QEMU, built once per machine (cached by tag)."""
+    from tests.support.baremetal import ensure_qemu_image
+
+    return ensure_qemu_image(docker_client, base_image)
+
+
+@pytest.fixture(scope="session")
+def baremetal_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The bare-metal console programs, compiled once per pytest run (tests only read them)."""
+    from tests.support.baremetal import BAREMETAL_TOOLS, SCENARIOS, SMALL_GUEST, build_scenario
+
+    require_tools(*BAREMETAL_TOOLS)
+    out = tmp_path_factory.mktemp("baremetal")
+    built = {s: build_scenario(s, out) for s in SCENARIOS}
+    built["login-small"] = build_scenario("login", out, name="login-small", **SMALL_GUEST)
+    return built

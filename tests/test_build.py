@@ -1,5 +1,8 @@
-"""The build library on the host executor (real git worktrees, real cmake/ninja/cross gcc):
-two variants, artifacts, metadata, cache, incremental builds and the failure paths."""
+"""The build library with real git worktrees and real cmake/ninja/cross gcc: two variants,
+artifacts, metadata, cache, incremental builds and the failure paths (broken build, timeout,
+Ctrl-C, disk full), each leaving no worktree behind. The scenarios that depend on where the
+commands run are run on the host runtime and, with --docker, in containers of the build
+image (metadata pinned to the image, no container left behind either)."""
 
 from __future__ import annotations
 
@@ -8,10 +11,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,9 +31,13 @@ from orchestrator.build.spec import VariantSpec, override
 from orchestrator.build.variant_tree import worktrees_of
 from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, InfraError
 from orchestrator.layout import sel4_cache_dir
-from orchestrator.runtime.executor import HostExecutor
+from orchestrator.runtime.base import LABEL_WORKSPACE, Runtime
+from orchestrator.runtime.docker import DockerRuntime
+from orchestrator.runtime.host import HostRuntime
 from tests.conftest import require_tools
 from tests.support.build import IMAGE_NAME, BuildWorkspace, make_build_workspace, snapshot
+
+BUILD_TOOLS = ("cmake", "ninja", "aarch64-linux-gnu-gcc")
 
 METADATA_KEYS = {"variant", "status", "app", "platform", "cmake", "patchsets", "patches", "manifest",
                  "projects", "executor", "orch_version", "start", "end", "duration", "artifacts",
@@ -36,12 +46,35 @@ METADATA_KEYS = {"variant", "status", "app", "platform", "cmake", "patchsets", "
 
 @pytest.fixture
 def ws(tmp_path: Path) -> BuildWorkspace:
-    require_tools("cmake", "ninja", "aarch64-linux-gnu-gcc")
+    require_tools(*BUILD_TOOLS)
     return make_build_workspace(tmp_path)
 
 
-def context(ws: BuildWorkspace, **kwargs: object) -> BuildContext:
-    return BuildContext(root=ws.root, tree=ws.tree, spec=ws.spec(), executor=HostExecutor(), **kwargs)  # type: ignore[arg-type]
+@pytest.fixture
+def runtime(runtime_name: str, request: pytest.FixtureRequest) -> Runtime:
+    """Where the build commands run: this machine, or containers of the build image."""
+    if runtime_name == "host":
+        require_tools(*BUILD_TOOLS)
+        return HostRuntime()
+    return DockerRuntime(image=request.getfixturevalue("build_image"))
+
+
+def context(ws: BuildWorkspace, runtime: Runtime | None = None, **kwargs: object) -> BuildContext:
+    return BuildContext(root=ws.root, tree=ws.tree, spec=ws.spec(), runtime=runtime or HostRuntime(),
+                        **kwargs)  # type: ignore[arg-type]
+
+
+def containers(ws_root: Path) -> list[Any]:
+    """Build containers of the workspace still on the engine (there must be none)."""
+    from docker.client import DockerClient
+
+    return list(DockerClient.from_env().containers.list(
+        all=True, filters={"label": f"{LABEL_WORKSPACE}={ws_root}"}))
+
+
+def assert_no_container(runtime: Runtime, ws_root: Path) -> None:
+    if isinstance(runtime, DockerRuntime):
+        assert containers(ws_root) == []
 
 
 def assert_nothing_left(ws: BuildWorkspace, variant: str) -> None:
@@ -56,9 +89,9 @@ def assert_nothing_left(ws: BuildWorkspace, variant: str) -> None:
     assert not (ws.root / ".orch" / "variants" / variant / "src").exists()
 
 
-def test_two_variants_differ_as_the_patchset_says(ws: BuildWorkspace) -> None:
+def test_two_variants_differ_as_the_patchset_says(ws: BuildWorkspace, runtime: Runtime) -> None:
     before = snapshot(ws.root)
-    results = build_variants(context(ws), ws.variants())
+    results = build_variants(context(ws, runtime), ws.variants(), jobs=2)
     assert [(r.variant, r.status, r.cached) for r in results] == [("4k", "pass", False),
                                                                   ("largepage", "pass", False)]
     four_k, large = results
@@ -69,6 +102,10 @@ def test_two_variants_differ_as_the_patchset_says(ws: BuildWorkspace) -> None:
     assert four_k.simulate is not None and os.access(four_k.simulate, os.X_OK)
     assert large.image.relative_to(large.output_dir) == Path(IMAGE_NAME)
     assert snapshot(ws.root) == before  # the user's checkouts and links are untouched
+    assert_no_container(runtime, ws.root)
+    # files in the build dir belong to the invoking user, not root-in-a-container
+    built = ws.root / ".orch" / "variants" / "4k" / "build" / "build.ninja"
+    assert built.stat().st_uid == os.getuid()
 
 
 def test_variants_share_the_workspaces_sel4_cache(ws: BuildWorkspace) -> None:
@@ -86,8 +123,9 @@ def test_variants_share_the_workspaces_sel4_cache(ws: BuildWorkspace) -> None:
     assert not (shared / "old").exists()
 
 
-def test_metadata_is_complete(ws: BuildWorkspace) -> None:
-    result = build_variant(context(ws), ws.spec().variant("largepage"), ws.chain(["vm-2g", "largepage"]))
+def test_metadata_is_complete(ws: BuildWorkspace, runtime: Runtime) -> None:
+    result = build_variant(context(ws, runtime), ws.spec().variant("largepage"),
+                           ws.chain(["vm-2g", "largepage"]))
     on_disk = json.loads((result.output_dir / "metadata.json").read_text())
     assert on_disk == result.metadata
     assert set(on_disk) >= METADATA_KEYS
@@ -95,7 +133,15 @@ def test_metadata_is_complete(ws: BuildWorkspace) -> None:
     assert [p["patchset"] for p in on_disk["patches"]] == ["vm-2g", "largepage"]
     assert all(len(p["sha256"]) == 64 for p in on_disk["patches"])
     assert on_disk["cmake"] == ["-DCAMKES_VM_APP=vm_minimal", "-DPLATFORM=qemu-arm-virt", "-DAARCH64=1"]
-    assert on_disk["executor"]["name"] == "host" and "cmake" in on_disk["executor"]["toolchain"]
+    executor = on_disk["executor"]
+    if isinstance(runtime, DockerRuntime):  # pinned to the image's ID, reproducible by `docker run`
+        pinned = runtime.client().images.get(runtime.image).id
+        assert executor == {"name": "docker", "image": runtime.image, "image_id": pinned,
+                            "repo_digests": executor["repo_digests"], "toolchain": None}
+        assert on_disk["reproducer"].startswith("docker run --rm --network none -u ")
+        assert pinned in on_disk["reproducer"]
+    else:
+        assert executor["name"] == "host" and "cmake" in executor["toolchain"]
     image = next(a for a in on_disk["artifacts"] if a["name"] == IMAGE_NAME)
     assert image["size"] == (result.output_dir / IMAGE_NAME).stat().st_size
     assert "init-build.sh" in on_disk["reproducer"] and "ninja" in on_disk["reproducer"]
@@ -106,14 +152,14 @@ def test_metadata_is_complete(ws: BuildWorkspace) -> None:
     assert (result.output_dir.parent / "latest").resolve() == result.output_dir.resolve()
 
 
-def test_cache_and_a_changed_patch_rebuilds_only_its_variants(ws: BuildWorkspace) -> None:
-    first = build_variants(context(ws), ws.variants())
-    again = build_variants(context(ws), ws.variants())
+def test_cache_and_a_changed_patch_rebuilds_only_its_variants(ws: BuildWorkspace, runtime: Runtime) -> None:
+    first = build_variants(context(ws, runtime), ws.variants())
+    again = build_variants(context(ws, runtime), ws.variants())
     assert [r.cached for r in again] == [True, True]
     assert [r.output_dir for r in again] == [r.output_dir for r in first]
 
     ws.edit_patch("largepage", "map guest RAM", "map all guest RAM")
-    changed = build_variants(context(ws), ws.variants())
+    changed = build_variants(context(ws, runtime), ws.variants())
     assert [(r.variant, r.cached) for r in changed] == [("4k", True), ("largepage", False)]
     assert changed[1].output_dir != first[1].output_dir
 
@@ -137,9 +183,9 @@ def test_changed_settings_cmake_configures_afresh(ws: BuildWorkspace) -> None:
     assert result.metadata["patches"] == []
 
 
-def test_ninja_failure_is_a_fail_result_and_leaves_nothing(ws: BuildWorkspace) -> None:
+def test_ninja_failure_is_a_fail_result_and_leaves_nothing(ws: BuildWorkspace, runtime: Runtime) -> None:
     broken = VariantSpec("broken", ("vm-2g",), cmake=("-DBREAK_BUILD=1",))
-    result = build_variant(context(ws), broken, ws.chain(["vm-2g"]))
+    result = build_variant(context(ws, runtime), broken, ws.chain(["vm-2g"]))
     assert result.status == "fail" and result.failed_step == "build"
     assert any("broken on purpose" in line for line in result.log_tail)
     error = result.error()
@@ -147,13 +193,14 @@ def test_ninja_failure_is_a_fail_result_and_leaves_nothing(ws: BuildWorkspace) -
     assert "ninja failed" in error.message and str(result.log) in error.message
     assert result.metadata["status"] == "fail"
     assert_nothing_left(ws, "broken")
-    again = build_variant(context(ws), broken, ws.chain(["vm-2g"]))
+    assert_no_container(runtime, ws.root)
+    again = build_variant(context(ws, runtime), broken, ws.chain(["vm-2g"]))
     assert not again.cached and again.status == "fail"  # failures are never cached
 
 
-def test_init_build_failure_names_the_step(ws: BuildWorkspace) -> None:
+def test_init_build_failure_names_the_step(ws: BuildWorkspace, runtime: Runtime) -> None:
     spec = replace(ws.spec(), cmake=("-DCAMKES_VM_APP=vm_minimal", "-DPLATFORM=qemu-arm-virt"))
-    result = build_variant(replace(context(ws), spec=spec), spec.variant("4k"), ws.chain(["vm-2g"]))
+    result = build_variant(replace(context(ws, runtime), spec=spec), spec.variant("4k"), ws.chain(["vm-2g"]))
     assert result.status == "fail" and result.failed_step == "configure"
     assert any("Unable to find valid cross-compiling GCC" in line for line in result.log_tail)
     error = result.error()
@@ -161,12 +208,13 @@ def test_init_build_failure_names_the_step(ws: BuildWorkspace) -> None:
     assert_nothing_left(ws, "4k")
 
 
-def test_timeout_is_an_infra_error_and_leaves_nothing(ws: BuildWorkspace) -> None:
-    slow = VariantSpec("slow", (), cmake=("-DSLOW_SECONDS=30",))
+def test_timeout_is_an_infra_error_and_leaves_nothing(ws: BuildWorkspace, runtime: Runtime) -> None:
+    slow = VariantSpec("slow", (), cmake=("-DSLOW_SECONDS=60",))
     with pytest.raises(InfraError) as caught:
-        build_variant(context(ws, timeout=3.0), slow, [])
+        build_variant(context(ws, runtime, timeout=8.0), slow, [])
     assert caught.value.exit_code == EXIT_CANNOT_TEST and "timed out" in caught.value.message
     assert_nothing_left(ws, "slow")
+    assert_no_container(runtime, ws.root)
 
 
 def test_bad_patch_leaves_no_worktree(ws: BuildWorkspace) -> None:
@@ -176,12 +224,33 @@ def test_bad_patch_leaves_no_worktree(ws: BuildWorkspace) -> None:
     assert_nothing_left(ws, "lp-only")
 
 
-def test_parallel_jobs_build_the_same_images(ws: BuildWorkspace) -> None:
-    results = build_variants(context(ws), ws.variants(), jobs=2)
+def test_parallel_jobs_build_the_same_images(ws: BuildWorkspace, runtime: Runtime) -> None:
+    results = build_variants(context(ws, runtime), ws.variants(), jobs=2)
     assert all(r.ok for r in results)
-    again = build_variants(context(ws, rebuild=True), ws.variants(), jobs=1)
+    again = build_variants(context(ws, runtime, rebuild=True), ws.variants(), jobs=1)
     for a, b in zip(results, again, strict=True):
         assert a.metadata["artifacts"] == b.metadata["artifacts"]  # reproducible, order-independent
+
+
+def test_the_reproducer_rebuilds_the_same_image(ws: BuildWorkspace, runtime: Runtime) -> None:
+    result = build_variant(context(ws, runtime), ws.spec().variant("largepage"),
+                           ws.chain(["vm-2g", "largepage"]))
+    build = ws.root / ".orch" / "variants" / "largepage" / "build"
+    subprocess.run(["rm", "-rf", str(build)], check=True)
+    build.mkdir()
+    proc = subprocess.run(result.metadata["reproducer"], shell=True, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (build / ws.spec().image_name).read_bytes() == result.image.read_bytes()  # type: ignore[union-attr]
+
+
+@pytest.mark.docker
+def test_missing_image_with_a_failing_pull(build_image: str, ws: BuildWorkspace) -> None:
+    with pytest.raises(InfraError) as caught:
+        build_variants(context(ws, DockerRuntime(image="orch-test/no-such-image:1")), ws.variants())
+    assert caught.value.exit_code == EXIT_CANNOT_TEST
+    assert "no-such-image:1 is not available locally and pulling it failed" in caught.value.message
+    assert caught.value.hint and "orch image build" in caught.value.hint
+    assert not (ws.root / ".orch" / "variants" / "4k" / "src").exists()
 
 
 CTRL_C_SCRIPT = textwrap.dedent("""
@@ -190,11 +259,11 @@ CTRL_C_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[2])
     from orchestrator.build.builder import BuildContext, build_variant
     from orchestrator.build.spec import VariantSpec
-    from orchestrator.runtime.executor import HostExecutor, DockerExecutor
+    from orchestrator.runtime import make_runtime
     from tests.support.build import make_build_workspace
     ws = make_build_workspace(Path(sys.argv[1]))
-    executor = HostExecutor() if sys.argv[3] == "host" else DockerExecutor(image=sys.argv[3])
-    ctx = BuildContext(root=ws.root, tree=ws.tree, spec=ws.spec(), executor=executor)
+    name, image = sys.argv[3].partition(":")[::2]
+    ctx = BuildContext(root=ws.root, tree=ws.tree, spec=ws.spec(), runtime=make_runtime(name, image))
     print("READY", flush=True)
     try:
         build_variant(ctx, VariantSpec("slow", (), cmake=("-DSLOW_SECONDS=60",)), [])
@@ -204,10 +273,11 @@ CTRL_C_SCRIPT = textwrap.dedent("""
 """)
 
 
-def interrupt_build(tmp_path: Path, executor: str, started: object) -> subprocess.CompletedProcess[str]:
+def interrupt_build(tmp_path: Path, runtime: Runtime, started: object) -> subprocess.CompletedProcess[str]:
     """Run a slow build in a child process, Ctrl-C it once ``started()`` is true."""
     repo = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT, str(tmp_path), str(repo), executor],
+    where = f"docker:{runtime.image}" if isinstance(runtime, DockerRuntime) else "host"
+    proc = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT, str(tmp_path), str(repo), where],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not started() and proc.poll() is None:  # type: ignore[operator]
@@ -218,14 +288,14 @@ def interrupt_build(tmp_path: Path, executor: str, started: object) -> subproces
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def test_ctrl_c_stops_the_build_and_leaves_nothing(tmp_path: Path) -> None:
-    require_tools("cmake", "ninja", "aarch64-linux-gnu-gcc")
+def test_ctrl_c_stops_the_build_and_leaves_nothing(tmp_path: Path, runtime: Runtime) -> None:
+    require_tools(*BUILD_TOOLS)
     log = tmp_path / "ws" / ".orch" / "builds" / "slow"
 
     def sleeping() -> bool:
         return any("::orch-step:: build" in p.read_text(errors="replace") for p in log.glob("*/build.log"))
 
-    done = interrupt_build(tmp_path, "host", sleeping)
+    done = interrupt_build(tmp_path, runtime, sleeping)
     assert done.returncode == 130, done.stderr
     assert "INTERRUPTED" in done.stdout
     assert not (tmp_path / "ws" / ".orch" / "variants" / "slow" / "src").exists()
@@ -237,6 +307,33 @@ def test_ctrl_c_stops_the_build_and_leaves_nothing(tmp_path: Path) -> None:
     assert ps.stdout.strip() == "" or all(
         str(tmp_path) not in Path(f"/proc/{pid}/cwd").resolve().as_posix()
         for pid in ps.stdout.split() if Path(f"/proc/{pid}").exists())
+    assert_no_container(runtime, tmp_path / "ws")
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Path]:
+    """A 24 MiB tmpfs, so a build can really run out of space."""
+    mount_point = Path(tempfile.mkdtemp(prefix="orch-small-disk-"))
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        mount_point.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+        mount_point.rmdir()
+
+
+def test_disk_full_is_one_infra_line(runtime: Runtime, small_disk: Path) -> None:
+    ws = make_build_workspace(small_disk)
+    fill = VariantSpec("fill", (), cmake=("-DFILL_MB=64",))
+    with pytest.raises(InfraError) as caught:
+        build_variant(context(ws, runtime), fill, [])
+    assert "disk full" in caught.value.message
+    assert_no_container(runtime, ws.root)
+    assert_nothing_left(ws, "fill")
 
 
 def test_result_error_is_none_on_success(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import pytest
 from orchestrator.boot.console import (
     ConsoleMatcher,
     RuleSet,
-    load_platform,
     load_rules,
     parse_free,
     parse_meminfo,
@@ -18,6 +17,7 @@ from orchestrator.boot.console import (
     rules_for,
     strip_ansi,
 )
+from orchestrator.boot.platform import load_platform
 from orchestrator.errors import InputError
 
 CONSOLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "consoles"

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import EXIT_CANNOT_TEST, InfraError
-from orchestrator.runtime.executor import DockerExecutor, HostExecutor, Job, Step, _split_image, plain_script
+from orchestrator.runtime.base import Job, Step, plain_script
+from orchestrator.runtime.docker import DockerRuntime, _split_image
+from orchestrator.runtime.host import HostRuntime
 from orchestrator.ui import UI
 
 
@@ -21,32 +23,32 @@ def job(tmp_path: Path, *steps: Step, **kwargs: object) -> tuple[Job, bytearray]
 def test_host_runs_steps_in_order_and_streams_output(tmp_path: Path) -> None:
     j, out = job(tmp_path, Step("configure", ("sh", "-c", "echo one > a")), Step("build", ("cat", "a")),
                  env={"ORCH_X": "1"})
-    outcome = HostExecutor().run(j)
+    outcome = HostRuntime().run(j)
     assert outcome.ok and outcome.failed_step is None
     assert b"one" in out and b"::orch-step:: build: cat a" in out
 
 
 def test_host_stops_at_the_failing_step_and_names_it(tmp_path: Path) -> None:
     j, _out = job(tmp_path, Step("configure", ("sh", "-c", "exit 3")), Step("build", ("touch", "never")))
-    outcome = HostExecutor().run(j)
+    outcome = HostRuntime().run(j)
     assert outcome.exit_code == 3 and outcome.failed_step == "configure"
     assert not (tmp_path / "never").exists()
 
 
 def test_host_timeout_and_cancel(tmp_path: Path) -> None:
     j, _ = job(tmp_path, Step("build", ("sleep", "30")), timeout=0.5)
-    assert HostExecutor().run(j).timed_out
+    assert HostRuntime().run(j).timed_out
     cancel = threading.Event()
     cancel.set()
     j, _ = job(tmp_path, Step("build", ("sleep", "30")), cancel=cancel)
-    assert HostExecutor().run(j).interrupted
+    assert HostRuntime().run(j).interrupted
 
 
 def test_host_info_names_the_toolchain() -> None:
     from tests.conftest import require_tools
 
     require_tools("cmake", "ninja")
-    info = HostExecutor().info(UI.silent())
+    info = HostRuntime().info(UI.silent())
     assert info.name == "host" and "cmake" in info.toolchain and len(info.identity) == 64
 
 
@@ -59,7 +61,7 @@ def test_plain_script_is_what_a_person_types(tmp_path: Path) -> None:
 def test_docker_unreachable_is_one_infra_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
     with pytest.raises(InfraError) as caught:
-        DockerExecutor(image="x").info(UI.silent())
+        DockerRuntime(image="x").info(UI.silent())
     assert caught.value.exit_code == EXIT_CANNOT_TEST
     assert "cannot reach the Docker engine" in caught.value.message and "no-such.sock" in caught.value.message
     assert caught.value.hint and "--executor host" in caught.value.hint

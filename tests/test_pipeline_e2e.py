@@ -13,7 +13,7 @@ import pytest
 from defusedxml import ElementTree as SafeET
 
 from orchestrator.cli import main
-from orchestrator.runtime.executor import LABEL_WORKSPACE
+from orchestrator.runtime.base import LABEL_WORKSPACE
 from tests.conftest import missing, require_tools
 from tests.support.e2e import E2EFixture, make_e2e_fixture
 

@@ -1,5 +1,7 @@
 """The QEMU runner against real QEMU, with the bare-metal console scripts of tests/baremetal/:
-verdicts, causes, milestones, memory numbers, records, exit codes, and no QEMU left behind."""
+verdicts, causes, milestones, memory numbers, records, exit codes, and no QEMU left behind.
+The scenarios that depend on where QEMU runs are run on the host runtime and, with --docker,
+in a container of an image with Debian's QEMU (no container left behind either)."""
 
 from __future__ import annotations
 
@@ -24,23 +26,33 @@ from orchestrator.boot.qemu import (
 )
 from orchestrator.cli import main
 from orchestrator.errors import InputError
+from orchestrator.runtime.base import Runtime
+from orchestrator.runtime.docker import BOOT_NAME_PREFIX, DockerRuntime
+from orchestrator.runtime.host import HostRuntime
 from orchestrator.ui import UI
-from tests.conftest import require_tools
-from tests.support.baremetal import BAREMETAL_TOOLS, build_scenario
 
 pytestmark = pytest.mark.qemu
 
-SMALL_GUEST = {"MEM_TOTAL_MIB": 480, "MEM_USED_MIB": 12, "MEM_FREE_MIB": 460, "MEM_AVAILABLE_MIB": 455,
-               "MEMTOTAL_KB": 491520, "MEMFREE_KB": 471040, "MEMAVAILABLE_KB": 465920}
+
+@pytest.fixture
+def images(baremetal_images: dict[str, Path]) -> dict[str, Path]:
+    return baremetal_images
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    require_tools(*BAREMETAL_TOOLS)
-    out = tmp_path_factory.mktemp("baremetal")
-    built = {s: build_scenario(s, out) for s in ("fail", "login", "silent", "sel4-hang", "poweroff")}
-    built["login-small"] = build_scenario("login", out, name="login-small", **SMALL_GUEST)
-    return built
+@pytest.fixture
+def runtime(runtime_name: str, request: pytest.FixtureRequest) -> Runtime:
+    """Where QEMU runs: this machine, or a container of the QEMU test image."""
+    if runtime_name == "host":
+        return HostRuntime()
+    return DockerRuntime(image=request.getfixturevalue("qemu_image"))
+
+
+def boot_containers() -> list[str]:
+    """Names of boot containers on the engine (none must be left after a run)."""
+    from docker.client import DockerClient
+
+    return [c.name for c in DockerClient.from_env().containers.list(all=True)
+            if c.name.startswith(BOOT_NAME_PREFIX)]
 
 
 def qemu_processes_for(image: Path) -> list[str]:
@@ -61,16 +73,21 @@ def qemu_processes_for(image: Path) -> list[str]:
     return found
 
 
-def run(image: Path, tmp_path: Path, **kwargs: object) -> RunRecord:
-    spec = RunSpec(image=image, output_dir=tmp_path / "out", **kwargs)  # type: ignore[arg-type]
+def run(image: Path, tmp_path: Path, runtime: Runtime | None = None, **kwargs: object) -> RunRecord:
+    before = boot_containers() if isinstance(runtime, DockerRuntime) else []
+    spec = RunSpec(image=image, output_dir=tmp_path / "out", runtime=runtime, **kwargs)  # type: ignore[arg-type]
     record = run_image(spec, UI.silent())
     assert qemu_processes_for(image) == [], "QEMU left running"
+    if isinstance(runtime, DockerRuntime):
+        assert set(boot_containers()) <= set(before), "a boot container was left behind"
     return record
 
 
-def test_failure_console_fails_with_allocator_cause_at_once(images: dict[str, Path], tmp_path: Path) -> None:
-    record = run(images["fail"], tmp_path, timeout=120.0)
+def test_failure_console_fails_with_allocator_cause_at_once(images: dict[str, Path], tmp_path: Path,
+                                                           runtime: Runtime) -> None:
+    record = run(images["fail"], tmp_path, runtime, timeout=120.0)
     assert (record.verdict, record.cause) == ("fail", "vmm-allocation")
+    assert record.launcher == runtime.describe()
     assert record.matched_line == "ram_ut_alloc_iterator@guest_ram.c:304 Failed to allocate page"
     assert record.exit_code == 1
     assert list(record.milestones) == ["elf-loader", "sel4-booted", "vmm-started"]
@@ -96,8 +113,9 @@ def test_each_milestone_is_announced_once_as_it_is_reached(images: dict[str, Pat
     assert all(at == pytest.approx(record.milestones[name], abs=0.01) for name, at in seen)
 
 
-def test_login_console_passes_and_reads_guest_memory(images: dict[str, Path], tmp_path: Path) -> None:
-    record = run(images["login"], tmp_path, memory="512")
+def test_login_console_passes_and_reads_guest_memory(images: dict[str, Path], tmp_path: Path,
+                                                     runtime: Runtime) -> None:
+    record = run(images["login"], tmp_path, runtime, memory="512")
     assert (record.verdict, record.cause, record.exit_code) == ("pass", None, 0)
     assert record.matched_line == "buildroot login:"
     assert list(record.milestones) == ["elf-loader", "sel4-booted", "vmm-started", "guest-linux", "login"]
@@ -119,8 +137,9 @@ def test_two_variants_report_their_own_memory(images: dict[str, Path], tmp_path:
     assert small.guest_memory.meminfo_kb["MemAvailable"] == 465920
 
 
-def test_4096_with_highmem_off_is_retried_with_highmem_on(images: dict[str, Path], tmp_path: Path) -> None:
-    record = run(images["login"], tmp_path, memory="4096", login=None)
+def test_4096_with_highmem_off_is_retried_with_highmem_on(images: dict[str, Path], tmp_path: Path,
+                                                          runtime: Runtime) -> None:
+    record = run(images["login"], tmp_path, runtime, memory="4096", login=None)
     assert record.verdict == "pass" and record.memory == "4096"
     assert len(record.retries) == 1
     assert "Addressing limited to 32 bits" in record.retries[0]["reason"]
@@ -141,8 +160,8 @@ def test_custom_commands_and_step_timeout(images: dict[str, Path], tmp_path: Pat
     assert record.session.steps[-1].send == "root"
 
 
-def test_silent_hang_is_a_boot_timeout(images: dict[str, Path], tmp_path: Path) -> None:
-    record = run(images["silent"], tmp_path, timeout=30.0, boot_timeout=1.5)
+def test_silent_hang_is_a_boot_timeout(images: dict[str, Path], tmp_path: Path, runtime: Runtime) -> None:
+    record = run(images["silent"], tmp_path, runtime, timeout=30.0, boot_timeout=1.5)
     assert (record.verdict, record.cause, record.exit_code) == ("timeout", "boot-timeout", 1)
     assert record.milestones == {} and record.killed
     assert record.hint is not None and "--memory" in record.hint  # an empty console: wrong -m?
@@ -154,20 +173,31 @@ def test_hang_after_sel4_boot_is_a_test_timeout(images: dict[str, Path], tmp_pat
     assert "sel4-booted" in record.milestones and record.killed
 
 
-def test_machine_powering_off_is_a_failure(images: dict[str, Path], tmp_path: Path) -> None:
-    record = run(images["poweroff"], tmp_path, timeout=60.0)
+def test_machine_powering_off_is_a_failure(images: dict[str, Path], tmp_path: Path, runtime: Runtime) -> None:
+    record = run(images["poweroff"], tmp_path, runtime, timeout=60.0)
     assert (record.verdict, record.cause) == ("fail", "guest-exit")
     assert record.qemu_exit_status == 0 and not record.killed
 
 
-def test_missing_qemu_is_an_infrastructure_error(images: dict[str, Path], tmp_path: Path) -> None:
-    record = run(images["login"], tmp_path, qemu="qemu-system-nonexistent")
+def test_missing_qemu_is_an_infrastructure_error(images: dict[str, Path], tmp_path: Path,
+                                                  runtime: Runtime) -> None:
+    record = run(images["login"], tmp_path, runtime, qemu="qemu-system-nonexistent")
     assert (record.verdict, record.cause, record.exit_code) == ("error", "qemu-missing", 125)
     assert "qemu-system-nonexistent" in (record.error or "")
+    assert record.hint is not None and "install QEMU" in record.hint
 
 
-def test_qemu_refusing_to_start_is_an_infrastructure_error(images: dict[str, Path], tmp_path: Path) -> None:
-    record = run(images["login"], tmp_path, extra_args=("-no-such-option",))
+@pytest.mark.docker
+def test_an_image_without_qemu_is_an_infrastructure_error(images: dict[str, Path], tmp_path: Path,
+                                                          base_image: str) -> None:
+    record = run(images["fail"], tmp_path, DockerRuntime(image=base_image))
+    assert (record.verdict, record.cause, record.exit_code) == ("error", "qemu-missing", 125)
+    assert base_image in (record.error or "")
+
+
+def test_qemu_refusing_to_start_is_an_infrastructure_error(images: dict[str, Path], tmp_path: Path,
+                                                           runtime: Runtime) -> None:
+    record = run(images["login"], tmp_path, runtime, extra_args=("-no-such-option",))
     assert (record.verdict, record.cause, record.exit_code) == ("error", "qemu-refused", 125)
     assert "-no-such-option: invalid option" in (record.error or "")
 
@@ -260,11 +290,15 @@ def test_cli_exit_codes(images: dict[str, Path], tmp_path: Path, capsys: pytest.
     capsys.readouterr()
 
 
-def test_ctrl_c_kills_qemu(images: dict[str, Path], tmp_path: Path) -> None:
-    """SIGINT to orch (what Ctrl-C sends to the foreground group) leaves no QEMU behind."""
+def test_ctrl_c_kills_qemu(images: dict[str, Path], tmp_path: Path, runtime: Runtime) -> None:
+    """SIGINT to orch (what Ctrl-C sends to the foreground group) leaves no QEMU (and no
+    container) behind."""
     image = images["silent"]
+    in_docker = ["--docker-image", runtime.image] if isinstance(runtime, DockerRuntime) else []
+    before = boot_containers() if in_docker else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "run", str(image), "-q", "-o", str(tmp_path / "out")],
+        [sys.executable, "-m", "orchestrator", "run", str(image), "-q", "-o", str(tmp_path / "out"),
+         *in_docker],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 30
@@ -274,5 +308,6 @@ def test_ctrl_c_kills_qemu(images: dict[str, Path], tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=30) == 130
     assert qemu_processes_for(image) == []
+    assert set(boot_containers() if in_docker else []) <= set(before)
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert (record["verdict"], record["cause"]) == ("error", "interrupted")

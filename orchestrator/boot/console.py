@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from orchestrator.boot.platform import platform_file
 from orchestrator.errors import InputError
 from orchestrator.shipped import data_file
 
@@ -48,17 +49,6 @@ class Rule:
     @property
     def decisive(self) -> bool:
         return self.kind in DECISIVE_KINDS
-
-
-@dataclass(frozen=True)
-class PlatformSpec:
-    """How to start QEMU for a platform (the ``[platform]`` table of its rule file)."""
-
-    name: str
-    qemu: str
-    args: tuple[str, ...]
-    memory: str
-    boot_milestone: str
 
 
 @dataclass(frozen=True)
@@ -113,38 +103,24 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def load_rules(path: Path) -> RuleSet:
-    """The rules of one TOML file (``[[rule]]`` tables; ``[platform]`` is optional)."""
+    """The rules of one TOML file (``[[rule]]`` tables and an optional ``boot_milestone``;
+    rule files written for older orch versions keep it in a ``[platform]`` table)."""
     data = _read_toml(path)
     tables = data.get("rule", [])
     if not isinstance(tables, list):
         raise InputError(f"{path}: 'rule' must be an array of tables ([[rule]])")
     rules = tuple(_rule_from_table(t, str(path.name), i) for i, t in enumerate(tables))
-    platform = data.get("platform", {})
-    boot = platform.get("boot_milestone", "sel4-booted") if isinstance(platform, dict) else "sel4-booted"
-    return RuleSet(rules, str(boot), (str(path),))
+    legacy = data.get("platform", {})
+    boot = data.get("boot_milestone") or (legacy.get("boot_milestone") if isinstance(legacy, dict) else None)
+    return RuleSet(rules, str(boot or "sel4-booted"), (str(path),))
 
 
 def platform_rules_file(platform: str) -> Path:
     path = data_file("rules", f"{platform}.toml")
     if not path.is_file():
-        known = sorted(p.stem for p in data_file("rules").glob("*.toml"))
-        raise InputError(f"unknown platform {platform!r}", hint=f"known platforms: {', '.join(known)}")
+        platform_file(platform)  # an unknown platform: says which ones exist
+        raise InputError(f"platform {platform!r} has no console rules ({path.name} is not shipped)")
     return path
-
-
-def load_platform(platform: str) -> PlatformSpec:
-    """The QEMU settings of a shipped platform."""
-    path = platform_rules_file(platform)
-    table = _read_toml(path).get("platform")
-    if not isinstance(table, dict):
-        raise InputError(f"{path}: no [platform] table")
-    return PlatformSpec(
-        name=str(table.get("name", platform)),
-        qemu=str(table["qemu"]),
-        args=tuple(str(a) for a in table.get("args", [])),
-        memory=str(table.get("memory", "1024")),
-        boot_milestone=str(table.get("boot_milestone", "sel4-booted")),
-    )
 
 
 def rules_for(platform: str, extra: tuple[Path, ...] | list[Path] = ()) -> RuleSet:

@@ -1,39 +1,38 @@
-"""Booting an image in QEMU and judging it: the command line, the launcher (host or the
-build's Docker image), the console reader loop, the scripted login session, the run record.
+"""Booting an image in QEMU and judging it: the command line, the console reader loop, the
+scripted login session, the run record.
 
 ``run_image(RunSpec, ui) -> RunRecord`` is the library call (``orch run`` and ``orch build``
-use it). QEMU runs in its own process group (or container), which is always killed at the
-verdict, on a timeout and on Ctrl-C; the raw console is kept byte for byte beside the record.
+use it). QEMU is started through a :class:`~orchestrator.runtime.base.Runtime` (on the host,
+or in a container of the build's image), as its own process group (or container), which is
+always killed at the verdict, on a timeout and on Ctrl-C; the raw console is kept byte for
+byte beside the record.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import re
-import selectors
 import shlex
-import signal
-import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol
+from typing import IO, Any, Literal
 
 from orchestrator.boot.console import (
     ConsoleMatcher,
     Match,
     RuleSet,
-    load_platform,
     parse_free,
     parse_meminfo,
     rules_for,
 )
 from orchestrator.digest import sha256_file_or_none
+from orchestrator.boot.platform import load_platform
 from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, EXIT_OK, InfraError, InputError
+from orchestrator.runtime.base import Bind, CommandNotFound, Process, Runtime, distinct_dirs
+from orchestrator.runtime.host import HostRuntime
 from orchestrator.ui import UI, to_jsonable
 
 Verdict = Literal["pass", "fail", "timeout", "error"]
@@ -42,7 +41,6 @@ CONSOLE_NAME = "console.log"
 HIGHMEM_REFUSAL = "Addressing limited to 32 bits, but memory exceeds it"
 ROMFILE_MISSING = "failed to find romfile"
 QUIET_PARTIAL_LINE = 0.2  # seconds a half-printed line may sit before every rule judges it
-KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL
 
 
 # -- what to run ------------------------------------------------------------------------------
@@ -74,125 +72,10 @@ class RunSpec:
     boot_timeout: float = 120.0
     login: LoginScript | None = field(default_factory=LoginScript)
     output_dir: Path | None = None
-    launcher: Launcher | None = None
+    runtime: Runtime | None = None  # where QEMU runs (default: this machine)
     # Called with (milestone, seconds since QEMU started) as each milestone is reached, so a
     # caller running several boots (orch build) can show progress without the console.
     on_milestone: Callable[[str, float], None] | None = None
-
-
-# -- launching ----------------------------------------------------------------------------------
-
-class Launched(Protocol):
-    """A started QEMU: pipes to its serial console and a way to end it for good."""
-
-    @property
-    def process(self) -> subprocess.Popen[bytes]: ...
-
-    def kill(self) -> None: ...
-
-
-class Launcher(Protocol):
-    """Where QEMU runs: the host, or a container of the build's image (same argv either way)."""
-
-    def describe(self) -> str: ...
-
-    def start(self, argv: Sequence[str], cwd: Path, mounts: Sequence[Path]) -> Launched: ...
-
-
-def _popen(argv: Sequence[str], cwd: Path | None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        list(argv), cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group: killed as a whole, immune to our ^C
-    )
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, SIGKILL it if it lingers, and reap the leader."""
-    for sig, grace in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=grace)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)  # anything the leader left behind
-
-
-@dataclass
-class _HostProcess:
-    process: subprocess.Popen[bytes]
-
-    def kill(self) -> None:
-        _kill_group(self.process)
-
-
-@dataclass(frozen=True)
-class HostLauncher:
-    """QEMU as a child process group on this machine."""
-
-    def describe(self) -> str:
-        return "host"
-
-    def start(self, argv: Sequence[str], cwd: Path, mounts: Sequence[Path]) -> Launched:
-        return _HostProcess(_popen(argv, cwd))
-
-
-@dataclass
-class _ContainerProcess:
-    process: subprocess.Popen[bytes]
-    name: str
-
-    def kill(self) -> None:
-        _kill_group(self.process)
-        _remove_container(self.name)
-
-
-def _remove_container(name: str) -> None:
-    # The SDK: the container goes even when the `docker run` client was killed first.
-    from docker.client import from_env
-    from docker.errors import DockerException, NotFound
-
-    try:
-        client = from_env()
-        client.containers.get(name).remove(force=True)
-    except NotFound:
-        pass
-    except DockerException:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-
-
-@dataclass(frozen=True)
-class DockerLauncher:
-    """QEMU inside a container of ``image`` (the build's image ships QEMU).
-
-    The container is started with ``docker run -i`` so its console arrives on the same pipes
-    the host launcher uses and one reader loop serves both (the SDK's attach socket would
-    need its own stream demultiplexing); it is removed through the Docker SDK.
-    """
-
-    image: str
-
-    def describe(self) -> str:
-        return f"docker:{self.image}"
-
-    def start(self, argv: Sequence[str], cwd: Path, mounts: Sequence[Path]) -> Launched:
-        name = f"orch-run-{uuid.uuid4().hex[:12]}"
-        volumes = [arg for m in _distinct_dirs([cwd, *mounts]) for arg in ("-v", f"{m}:{m}:ro")]
-        command = ["docker", "run", "--rm", "-i", "--network", "none", "--name", name,
-                   *volumes, "-w", str(cwd), self.image, *argv]
-        return _ContainerProcess(_popen(command, None), name)
-
-
-def _distinct_dirs(paths: Sequence[Path]) -> list[Path]:
-    """The directories to mount: no directory that another one already contains."""
-    unique = sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts))
-    kept: list[Path] = []
-    for path in unique:
-        if not any(path.is_relative_to(k) for k in kept):
-            kept.append(path)
-    return kept
 
 
 # -- the QEMU command ---------------------------------------------------------------------------
@@ -410,62 +293,39 @@ class _Observer:
 
 @dataclass
 class _Console:
-    """The running QEMU's pipes: reads console bytes into the log, the matcher and the
+    """The running QEMU's streams: reads console bytes into the log, the matcher and the
     observer; collects stderr."""
 
-    launched: Launched
+    process: Process
     matcher: ConsoleMatcher
     observer: _Observer
     log: IO[bytes] | None
     t0: float
     raw: bytearray = field(default_factory=bytearray)
     stderr: bytearray = field(default_factory=bytearray)
-    stdout_open: bool = True
     last_data_at: float = 0.0
     partial_judged: bool = True
 
-    def __post_init__(self) -> None:
-        self.selector = selectors.DefaultSelector()
-        proc = self.launched.process
-        assert proc.stdout is not None and proc.stderr is not None
-        for stream in (proc.stdout, proc.stderr):
-            os.set_blocking(stream.fileno(), False)
-            self.selector.register(stream, selectors.EVENT_READ)
+    @property
+    def stdout_open(self) -> bool:
+        return self.process.stdout_open
 
     def now(self) -> float:
         return time.monotonic() - self.t0
 
     def close(self) -> None:
-        self.selector.close()
+        self.process.close()
 
     def send(self, text: str) -> bool:
-        stdin = self.launched.process.stdin
-        try:
-            assert stdin is not None
-            stdin.write(text.encode())
-            stdin.flush()
-            return True
-        except (BrokenPipeError, OSError):
-            return False
+        return self.process.write(text.encode())
 
     def pump(self, wait: float) -> Match | None:
         """Wait up to ``wait`` seconds for output; the decisive match if it came now."""
         decided: Match | None = None
-        for key, _ in self.selector.select(timeout=max(wait, 0.0)):
-            stream: IO[bytes] = key.fileobj  # type: ignore[assignment]
-            try:
-                data = os.read(stream.fileno(), 65536)
-            except BlockingIOError:
-                continue
-            if not data:
-                self.selector.unregister(stream)
-                if stream is self.launched.process.stdout:
-                    self.stdout_open = False
-                continue
-            if stream is self.launched.process.stderr:
-                self.stderr += data
-                continue
-            decided = self._console_data(data) or decided
+        output = self.process.read(wait)
+        self.stderr += output.stderr
+        if output.stdout:
+            decided = self._console_data(output.stdout)
         if not decided and not self.partial_judged and self.now() - self.last_data_at >= QUIET_PARTIAL_LINE:
             self.partial_judged = True
             decided = self.matcher.judge_partial(self.now())
@@ -486,11 +346,11 @@ class _Console:
     def drain(self, limit: float = 0.5) -> None:
         """After the kill: take what QEMU printed before it died, up to ``limit`` seconds."""
         end = time.monotonic() + limit
-        while self.selector.get_map() and time.monotonic() < end:
+        while self.process.streams_open and time.monotonic() < end:
             self.pump(end - time.monotonic())
 
     def exited(self) -> bool:
-        return not self.stdout_open or self.launched.process.poll() is not None
+        return not self.stdout_open or self.process.poll() is not None
 
 
 def _next_wait(console: _Console, deadline: float) -> float:
@@ -584,22 +444,21 @@ class _Attempt:
     memory: GuestMemory | None = None
 
 
-def _launch(launcher: Launcher, argv: list[str], cwd: Path, mounts: list[Path]) -> Launched:
+def _start_qemu(runtime: Runtime, argv: list[str], cwd: Path, image_dir: Path) -> Process:
+    binds = [Bind(d) for d in distinct_dirs([cwd, image_dir])]
     try:
-        return launcher.start(argv, cwd, mounts)
-    except FileNotFoundError:
-        raise InfraError(f"{argv[0] if isinstance(launcher, HostLauncher) else 'docker'}: not found",
+        return runtime.start(argv, cwd, binds)
+    except CommandNotFound as err:
+        raise InfraError(err.message,
                          hint="install QEMU (Debian: qemu-system-arm ipxe-qemu) or pass --qemu") from None
-    except OSError as err:
-        raise InfraError(f"cannot start {argv[0]}: {err.strerror}") from None
 
 
-def _attempt(spec: RunSpec, ruleset: RuleSet, argv: list[str], cwd: Path, launcher: Launcher,
+def _attempt(spec: RunSpec, ruleset: RuleSet, argv: list[str], cwd: Path, runtime: Runtime,
              log: IO[bytes] | None, observer: _Observer) -> tuple[_Attempt, ConsoleMatcher]:
     matcher = ConsoleMatcher(ruleset)
     t0 = time.monotonic()
-    launched = _launch(launcher, argv, cwd, [spec.image.resolve().parent])
-    console = _Console(launched, matcher, observer, log, t0)
+    process = _start_qemu(runtime, argv, cwd, spec.image.resolve().parent)
+    console = _Console(process, matcher, observer, log, t0)
     decisive: Match | None = None
     verdict_at: float | None = None
     timed_out = False
@@ -623,16 +482,15 @@ def _attempt(spec: RunSpec, ruleset: RuleSet, argv: list[str], cwd: Path, launch
                 session, memory = run_login_session(console, spec.login)
     finally:
         if not console.stdout_open:  # QEMU closed its console: let it finish exiting by itself
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                launched.process.wait(timeout=1.0)
-        killed = launched.process.poll() is None
-        launched.kill()
+            process.wait(1.0)
+        killed = process.poll() is None
+        process.kill()
         console.drain()
         stopped_at = console.now()
         console.close()
     attempt = _Attempt(
         decisive=decisive, verdict_at=verdict_at, timed_out=timed_out,
-        exit_status=launched.process.returncode, killed=killed,
+        exit_status=process.returncode, killed=killed,
         stderr=console.stderr.decode(errors="replace"),
         console_bytes=len(console.raw), stopped_at=stopped_at, session=session, memory=memory,
     )
@@ -645,19 +503,19 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
-def _judge_exit(attempt: _Attempt, record: RunRecord, launcher: Launcher) -> None:
+def _judge_exit(attempt: _Attempt, record: RunRecord) -> None:
     """QEMU ended before any decisive line: a refusal or crash is an infrastructure error;
-    a machine that powered itself off without passing is a failure."""
+    a machine that powered itself off without passing is a failure. (Both runtimes report a
+    process killed by a signal as a negative status.)"""
     status = attempt.exit_status
     reason = _first_line(attempt.stderr)
-    docker_failure = isinstance(launcher, DockerLauncher) and status in (125, 126, 127)
-    if status is not None and (status < 0 or (isinstance(launcher, DockerLauncher) and status > 128)):
+    if status is not None and status < 0:
         record.verdict, record.cause = "error", "qemu-crashed"
         record.error = f"QEMU died (exit status {status}) before a verdict" + (f": {reason}" * bool(reason))
-    elif status == 0 and not docker_failure:
+    elif status == 0:
         record.verdict, record.cause = "fail", "guest-exit"
         record.error = "the machine stopped (QEMU exited with status 0) before a pass"
-    elif attempt.console_bytes == 0 or docker_failure or reason:
+    elif attempt.console_bytes == 0 or reason:
         record.verdict = "error"
         record.cause = "qemu-missing" if status == 127 else "qemu-refused"
         record.error = f"QEMU refused to start: {reason or f'exit status {status}'}"
@@ -675,7 +533,7 @@ EMPTY_CONSOLE_HINT = (
 )
 
 
-def _judge(attempt: _Attempt, matcher: ConsoleMatcher, record: RunRecord, launcher: Launcher) -> None:
+def _judge(attempt: _Attempt, matcher: ConsoleMatcher, record: RunRecord) -> None:
     record.milestones = {k: round(v, 3) for k, v in matcher.milestones.items()}
     record.last_milestone = matcher.last_milestone
     record.notes = [{"rule": n.rule, "line": n.line, "at": round(n.time, 3)} for n in matcher.notes]
@@ -696,7 +554,7 @@ def _judge(attempt: _Attempt, matcher: ConsoleMatcher, record: RunRecord, launch
         if attempt.console_bytes == 0:
             record.hint = EMPTY_CONSOLE_HINT
     else:
-        _judge_exit(attempt, record, launcher)
+        _judge_exit(attempt, record)
 
 
 # -- the library call ---------------------------------------------------------------------------
@@ -731,12 +589,12 @@ def run_image(spec: RunSpec, ui: UI) -> RunRecord:
     with verdict ``error``; bad input (no image, broken rule file) raises InputError."""
     if not spec.image.is_file():
         raise InputError(f"{spec.image}: image not found")
-    launcher: Launcher = spec.launcher or HostLauncher()
+    runtime: Runtime = spec.runtime or HostRuntime()
     ruleset = rules_for(spec.platform, spec.rules)
     argv, cwd = qemu_command(spec)
     record = RunRecord(
         image=str(spec.image), image_sha256=sha256_file_or_none(spec.image), platform=spec.platform,
-        verdict="error", launcher=launcher.describe(), rules=list(ruleset.sources),
+        verdict="error", launcher=runtime.describe(), rules=list(ruleset.sources),
         started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     started = time.monotonic()
@@ -748,7 +606,7 @@ def run_image(spec: RunSpec, ui: UI) -> RunRecord:
                 if log is not None:
                     log.seek(0)
                     log.truncate()
-                attempt, matcher = _attempt(spec, ruleset, argv, cwd, launcher, log, observer)
+                attempt, matcher = _attempt(spec, ruleset, argv, cwd, runtime, log, observer)
                 retry = without_highmem_off(argv) if _refused_for_highmem(attempt) else None
                 if retry is None:
                     break
@@ -757,7 +615,7 @@ def run_image(spec: RunSpec, ui: UI) -> RunRecord:
                     "retried_with": "highmem left on (-machine without highmem=off), same -m",
                 })
                 argv = retry
-            _judge(attempt, matcher, record, launcher)
+            _judge(attempt, matcher, record)
     except InfraError as err:
         record.verdict, record.cause = "error", "qemu-missing"
         record.error, record.hint = err.message, err.hint

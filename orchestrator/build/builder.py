@@ -5,7 +5,7 @@ platform, build image ID or host toolchain, ``CAMKES_VM_IMAGES_DIR`` summary); r
 successful earlier build with that hash unless ``rebuild``; else prepare the variant's
 worktree tree (:mod:`orchestrator.build.variant_tree`), apply its patchsets there, run
 ``../src/init-build.sh <options>`` (only when the configure inputs changed) and ``ninja`` in
-its build dir through an :class:`~orchestrator.executor.Executor`, and copy the image, the
+its build dir through an :class:`~orchestrator.runtime.base.Runtime`, and copy the image, the
 ``simulate`` script, the log and a ``metadata.json`` to ``.orch/builds/<variant>/<hash>/``.
 
 Outcomes: a broken build of the code under test is a :class:`BuildResult` with status
@@ -35,13 +35,13 @@ from orchestrator.build.spec import BuildSpec, VariantSpec
 from orchestrator.digest import json_digest, sha256_file
 from orchestrator.errors import EXIT_FAIL, InfraError, OrchError
 from orchestrator.patchset.params import apply_values, settings_key
-from orchestrator.runtime.executor import (
+from orchestrator.runtime.base import (
     LABEL_VARIANT,
     LABEL_WORKSPACE,
     Bind,
-    Executor,
-    ExecutorInfo,
     Job,
+    Runtime,
+    RuntimeInfo,
     Step,
 )
 from orchestrator.workspace.manifest import FileLink
@@ -127,7 +127,7 @@ class BuildContext:
     root: Path
     tree: SourceTree  # the user's synced workspace
     spec: BuildSpec
-    executor: Executor
+    runtime: Runtime  # where the build commands run (host or docker)
     ui: UI = field(default_factory=UI.silent)
     links: Sequence[FileLink] | None = None  # linkfiles/copyfiles; default: found in root
     manifest: Mapping[str, Any] | None = None  # manifest source for the record
@@ -140,7 +140,7 @@ class BuildContext:
 class _Shared:
     """Facts computed once per run, before the variants build."""
 
-    info: ExecutorInfo
+    info: RuntimeInfo
     commits: dict[str, str]
     links: tuple[FileLink, ...]
     manifest: dict[str, Any]
@@ -384,7 +384,7 @@ def _metadata(ctx: BuildContext, plan: _Plan, shared: _Shared, job: Job, *, stat
         "incremental": incremental,
         "artifacts": [{"name": a.name, "sha256": a.sha256, "size": a.size} for a in artifacts],
         "log": "build.log",
-        "reproducer": ctx.executor.reproducer(
+        "reproducer": ctx.runtime.reproducer(
             Job(name=job.name, workdir=job.workdir, steps=_steps(plan.options, True), output=job.output,
                 env=job.env, binds=job.binds)),
     }
@@ -474,7 +474,7 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
             timeout=ctx.timeout,
             cancel=shared.cancel,
         )
-        outcome = ctx.executor.run(job)
+        outcome = ctx.runtime.run(job)
     end = datetime.now(UTC)
     if outcome.interrupted:
         raise _Interrupted()
@@ -515,7 +515,7 @@ def _default_apply() -> ApplyFn:
 
 
 def _shared(ctx: BuildContext) -> _Shared:
-    info = ctx.executor.info(ctx.ui)
+    info = ctx.runtime.info(ctx.ui)
     commits = {path: checkout.pinned for path, checkout in sorted(ctx.tree.projects.items())}
     for path, checkout in sorted(ctx.tree.projects.items()):
         if head_commit(checkout.directory) != checkout.pinned:

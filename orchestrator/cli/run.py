@@ -13,7 +13,6 @@ from rich.table import Table
 
 from orchestrator import layout
 from orchestrator.boot.qemu import (
-    DockerLauncher,
     LoginScript,
     RunRecord,
     RunSpec,
@@ -22,6 +21,7 @@ from orchestrator.boot.qemu import (
 )
 from orchestrator.cli.common import workspace_root
 from orchestrator.errors import InputError
+from orchestrator.runtime import make_runtime
 from orchestrator.ui import UI
 
 DEFAULTS = RunSpec(image=Path())
@@ -101,7 +101,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         image=image, platform=args.platform, memory=args.memory, qemu=args.qemu, extra_args=extra,
         simulate=simulate, rules=tuple(args.rules), timeout=args.timeout, boot_timeout=args.boot_timeout,
         login=login, output_dir=args.output or _default_output(args, image),
-        launcher=DockerLauncher(args.docker_image) if args.docker_image else None,
+        runtime=make_runtime("docker", args.docker_image) if args.docker_image else None,
     )
 
 

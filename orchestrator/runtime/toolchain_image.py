@@ -28,7 +28,7 @@ from packaging.utils import parse_wheel_filename
 
 from orchestrator.digest import Hasher, sha256_bytes
 from orchestrator.errors import InfraError, InputError
-from orchestrator.runtime.docker import connect, sdk_errors
+from orchestrator.runtime.docker import connect, run_captured, sdk_errors
 from orchestrator.shipped import shipped_dir
 from orchestrator.ui import UI
 
@@ -331,7 +331,7 @@ def image_python_version(spec: ImageSpec, ui: UI, client: DockerClient) -> str:
     tag = ensure_image(minimal, ui, client=client).tag
     script = "import platform; print(platform.python_version())"
     try:
-        output = client.containers.run(tag, ["python3", "-c", script], remove=True, network_disabled=True)
+        output = run_captured(client, tag, ["python3", "-c", script])
     except sdk_errors().DockerException as error:
         raise InfraError(f"cannot run python3 in {tag}: {first_line(str(error))}") from error
     return bytes(output).decode().strip()
