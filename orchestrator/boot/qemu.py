@@ -28,8 +28,8 @@ from orchestrator.boot.console import (
     parse_meminfo,
     rules_for,
 )
-from orchestrator.digest import sha256_file_or_none
 from orchestrator.boot.platform import load_platform
+from orchestrator.digest import sha256_file_or_none
 from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, EXIT_OK, InfraError, InputError
 from orchestrator.runtime.base import Bind, CommandNotFound, Process, Runtime, distinct_dirs
 from orchestrator.runtime.host import HostRuntime
