@@ -21,6 +21,7 @@ import pytest
 from orchestrator.boot.qemu import RunSpec, run_image
 from orchestrator.build.builder import BuildContext, build_variant
 from orchestrator.errors import InfraError
+from orchestrator.runtime.base import Bind, Job, Step
 from orchestrator.runtime.docker import DockerRuntime, resolve_engine
 from orchestrator.ui import UI
 from tests.conftest import require_tools
@@ -150,3 +151,16 @@ def test_docker_host_ssh_goes_through_the_ssh_client(build_image: str, qemu_imag
     build_and_boot(tmp_path / "work", build_image, qemu_image)
     calls = (bin_dir / "calls").read_text().splitlines()
     assert calls and all("engine.example docker system dial-stdio" in c for c in calls)
+
+
+def test_a_path_the_engine_cannot_see_is_one_infra_line(base_image: str, tmp_path: Path) -> None:
+    """What a remote engine without the shared workspace does: the engine has no such path."""
+    unseen = tmp_path / "not-on-the-engine"
+    job = Job(name="x", workdir=Path("/"), steps=[Step("s", ("true",))], output=lambda _: None,
+              binds=[Bind(unseen)])
+    runtime = DockerRuntime(image=base_image)
+    for attempt in (lambda: runtime.run(job), lambda: runtime.start(["true"], Path("/"), [Bind(unseen)])):
+        with pytest.raises(InfraError) as caught:
+            attempt()
+        assert caught.value.message.startswith(f"{unseen}: not found on the Docker engine's machine")
+        assert caught.value.hint and "same path" in caught.value.hint

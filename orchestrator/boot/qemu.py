@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import re
 import shlex
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,9 @@ class RunSpec:
     # Called with (milestone, seconds since QEMU started) as each milestone is reached, so a
     # caller running several boots (orch build) can show progress without the console.
     on_milestone: Callable[[str, float], None] | None = None
+    # Set (e.g. by a SIGINT handler) to stop the boot as Ctrl-C does, even when the
+    # KeyboardInterrupt itself was swallowed (Python drops it when it lands in a finaliser).
+    cancel: threading.Event | None = None
 
 
 # -- the QEMU command ---------------------------------------------------------------------------
@@ -305,6 +309,7 @@ class _Console:
     stderr: bytearray = field(default_factory=bytearray)
     last_data_at: float = 0.0
     partial_judged: bool = True
+    cancel: threading.Event | None = None
 
     @property
     def stdout_open(self) -> bool:
@@ -321,6 +326,8 @@ class _Console:
 
     def pump(self, wait: float) -> Match | None:
         """Wait up to ``wait`` seconds for output; the decisive match if it came now."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise KeyboardInterrupt
         decided: Match | None = None
         output = self.process.read(wait)
         self.stderr += output.stderr
@@ -458,7 +465,7 @@ def _attempt(spec: RunSpec, ruleset: RuleSet, argv: list[str], cwd: Path, runtim
     matcher = ConsoleMatcher(ruleset)
     t0 = time.monotonic()
     process = _start_qemu(runtime, argv, cwd, spec.image.resolve().parent)
-    console = _Console(process, matcher, observer, log, t0)
+    console = _Console(process, matcher, observer, log, t0, cancel=spec.cancel)
     decisive: Match | None = None
     verdict_at: float | None = None
     timed_out = False

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import datetime as dt
 import shlex
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from rich.markup import escape
@@ -134,7 +140,29 @@ def summary_table(record: RunRecord) -> Table:
     return table
 
 
+@contextlib.contextmanager
+def _sigint_also_sets(cancel: threading.Event) -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual and also sets ``cancel``, which the boot
+    checks as it reads the console: a KeyboardInterrupt that Python swallowed (it drops one
+    raised inside a finaliser) still stops QEMU."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        cancel.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def handle(args: argparse.Namespace, ui: UI) -> int:
-    record = run_image(spec_from_args(args), ui)
+    cancel = threading.Event()
+    with _sigint_also_sets(cancel):
+        record = run_image(dataclasses.replace(spec_from_args(args), cancel=cancel), ui)
     ui.result(record.to_dict(), summary_table(record))
     return record.exit_code

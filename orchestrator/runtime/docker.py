@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import selectors
 import shlex
 import socket
@@ -145,6 +146,9 @@ def connect() -> DockerClient:
 
 # -- the one place containers are made and removed ---------------------------------------------------
 
+_MISSING_BIND = re.compile(r"bind source path does not exist: ([^\s\")]+)")
+
+
 def create_container(client: Any, image: str, command: Sequence[str], kind: str, *,
                      labels: dict[str, str] | None = None, binds: Sequence[Bind] = (),
                      **options: Any) -> Any:
@@ -154,10 +158,21 @@ def create_container(client: Any, image: str, command: Sequence[str], kind: str,
 
     mounts = [Mount(target=str(b.path), source=str(b.path), type="bind", read_only=b.read_only)
               for b in binds]
-    return client.containers.create(
-        image, command=list(command), labels={LABEL_KIND: kind, **(labels or {})}, mounts=mounts,
-        network_disabled=True, detach=True, **options,
-    )
+    try:
+        return client.containers.create(
+            image, command=list(command), labels={LABEL_KIND: kind, **(labels or {})}, mounts=mounts,
+            network_disabled=True, detach=True, **options,
+        )
+    except sdk_errors().APIError as exc:
+        missing = _MISSING_BIND.search(str(exc))
+        if missing is None:
+            raise
+        where = _engine_or_default().describe()
+        raise InfraError(
+            f"{missing.group(1)}: not found on the Docker engine's machine ({where})",
+            hint="a remote engine sees its own file system: the workspace must exist there at the same "
+            "path (see the README: what a remote engine must share)",
+        ) from None
 
 
 def remove_container(container: Any) -> None:
@@ -325,6 +340,15 @@ class ContainerProcess:
 
 # -- the runtime --------------------------------------------------------------------------------------
 
+def _local_os_error(exc: BaseException) -> bool:
+    """An OSError of this machine, not the engine's API (the SDK's and requests' errors are
+    OSErrors too)."""
+    from requests import RequestException
+
+    return isinstance(exc, OSError) and not isinstance(
+        exc, (ConnectionError, RequestException, sdk_errors().DockerException))
+
+
 def _is_missing_program(exc: BaseException) -> bool:
     text = str(exc)
     return "executable file not found" in text or "no such file or directory" in text
@@ -412,7 +436,7 @@ class DockerRuntime:
         except sdk_errors().ImageNotFound:
             raise InfraError(f"build image {self.image} disappeared from the engine") from None
         except (sdk_errors().DockerException, OSError) as exc:
-            if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+            if _local_os_error(exc):  # ENOSPC writing the log: the caller says "disk full"
                 raise
             raise InfraError(f"the Docker engine failed running the build: {str(exc)[:300]}") from None
         finally:
@@ -495,6 +519,9 @@ class DockerRuntime:
                 raise CommandNotFound(f"{argv[0]}: not found in {self.image}") from None
             raise InfraError(f"the Docker engine cannot start {argv[0]} in {self.image}: "
                              f"{str(exc)[:300]}") from None
+        except BaseException:  # Ctrl-C while it starts: it must not outlive us
+            remove_container(container)
+            raise
         return ContainerProcess(container, _AttachSocket(raw))
 
     def stop_all(self) -> None:
