@@ -15,7 +15,7 @@ from orchestrator.build.spec import override, spec_for
 from orchestrator.errors import InputError
 from orchestrator.patchset.apply import load_patchset
 from orchestrator.patchset.params import Edit, blocks, edit_text, evaluate, names_for, parse_params
-from orchestrator.runtime.executor import make_executor
+from orchestrator.runtime import make_runtime
 from orchestrator.ui import UI
 from orchestrator.workspace.sync import Workspace
 from tests.conftest import require_tools
@@ -95,7 +95,7 @@ def test_parameter_commit_rebuilds_only_the_edited_file(synced: tuple[Workspace,
     workspace, patchsets = synced
     spec = spec_for(load_patchset("sweep", [patchsets]))
     ctx = BuildContext(root=workspace.root, tree=workspace.tree(), spec=spec,
-                       executor=make_executor("host", ""), ui=UI.silent())
+                       runtime=make_runtime("host", ""), ui=UI.silent())
 
     def build(*values: str):  # type: ignore[no-untyped-def]
         chosen = override(spec, params=list(values))

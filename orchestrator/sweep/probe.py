@@ -26,7 +26,8 @@ from orchestrator.digest import sha256_file_or_none
 from orchestrator.errors import InfraError
 from orchestrator.patchset.apply import Patchset, load_patchset, patchset_search_path, resolve
 from orchestrator.patchset.params import Setting
-from orchestrator.runtime.executor import make_executor
+from orchestrator.runtime import make_runtime
+from orchestrator.runtime.base import Runtime
 from orchestrator.sweep.plan import PointResult, PointTask, ProbeRecord
 from orchestrator.sweep.search import minimize, violations
 from orchestrator.ui import UI
@@ -49,7 +50,7 @@ class _Env:
     variant: VariantSpec
     chain: list[Patchset]
     context: BuildContext
-    launcher: job._TrackingLauncher
+    boot_runtime: Runtime  # where its boots run
 
 
 def _load(task: PointTask) -> _Env:
@@ -62,10 +63,9 @@ def _load(task: PointTask) -> _Env:
     tree = Workspace(root).tree()
     options = job.Options(patchset=task.patchset, workspace=root, executor=task.executor, image=task.image,
                           boot_in=task.boot_in, timeout=task.timeout)
-    context = BuildContext(root=root, tree=tree, spec=spec, executor=make_executor(task.executor, spec.image),
+    context = BuildContext(root=root, tree=tree, spec=spec, runtime=make_runtime(task.executor, spec.image),
                            ui=UI.silent())
-    launcher = job._TrackingLauncher(job.choose_launcher(options, spec.image))
-    return _Env(task, options, spec, variant, chain, context, launcher)
+    return _Env(task, options, spec, variant, chain, context, job.boot_runtime(options, spec.image))
 
 
 def _frames_of(env: _Env) -> tuple[int | None, int | None]:
@@ -95,7 +95,7 @@ def probe(env: _Env, settings: Sequence[Setting]) -> ProbeRecord:
     if not build.ok or build.image is None:
         return ProbeRecord(ok=False, verdict="build-failed", cause=build.failed_step, **common,
                            at=datetime.now(UTC).isoformat(timespec="seconds"))
-    record, cached, _directory = job.boot(build, spec, env.options, env.launcher, UI.silent())
+    record, cached, _directory = job.boot(build, spec, env.options, env.boot_runtime, UI.silent())
     verdict = str(record.get("verdict") or "error")
     if verdict == "error":
         raise InfraError(f"sweep point {task.label()}: the boot could not be judged: "
@@ -132,7 +132,7 @@ def run_point(task: PointTask, on_probe: OnProbe | None = None,
             try:
                 record = probe(env, full)
             except BaseException:
-                env.launcher.kill_all()
+                env.boot_runtime.stop_all()
                 raise
             new += 1
             known[key] = record
