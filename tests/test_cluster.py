@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -18,16 +19,25 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.cluster.engine import LocalEngine, cluster_address
-from orchestrator.cluster.matrix import GITHUB_MATRIX_LIMIT, MatrixPoint, github_matrix, github_workflow
+from orchestrator.cluster.matrix import (
+    GITHUB_MATRIX_LIMIT,
+    MatrixPoint,
+    build_points,
+    github_matrix,
+    github_workflow,
+    sweep_points,
+)
 from orchestrator.cluster.task import PatchFile, PointResult, PointTask, pack_patchsets, unpack_patchsets
 from orchestrator.errors import InputError
 from orchestrator.report import render as rep
 from orchestrator.report.merge import merge_reports
+from orchestrator.sweep import probe as probe_module
 from tests.conftest import require_tools
 from tests.support.build import make_patch
 from tests.support.cluster import loopback_cluster, processes_under
 from tests.support.e2e import E2EFixture, make_e2e_fixture
 from tests.support.sweep import MiB, expected_minimum, make_sweep_fixture
+from tests.test_sweep import fake_probe
 
 HOST_TOOLS = ("qemu-system-aarch64", "aarch64-linux-gnu-gcc", "cmake", "ninja")
 
@@ -100,22 +110,25 @@ def test_cluster_address_is_checked(tmp_path: Path) -> None:
 
 
 def test_github_matrix_shape_and_limit() -> None:
-    matrix = github_matrix([MatrixPoint("4k", "largepage"), MatrixPoint("largepage", "largepage")])
-    assert matrix == {"include": [{"point": "4k", "patchset": "largepage"},
-                                  {"point": "largepage", "patchset": "largepage"}]}
-    github_matrix([MatrixPoint(f"p{i}", "x") for i in range(GITHUB_MATRIX_LIMIT)])
+    matrix = github_matrix(build_points("largepage", ["4k", "largepage"]))
+    assert matrix == {"include": [
+        {"point": "4k", "command": "build", "args": "--patchset largepage --point 4k"},
+        {"point": "largepage", "command": "build", "args": "--patchset largepage --point largepage"}]}
+    github_matrix(build_points("x", [f"p{i}" for i in range(GITHUB_MATRIX_LIMIT)]))
     with pytest.raises(InputError, match="at most 256 jobs"):
-        github_matrix([MatrixPoint(f"p{i}", "x") for i in range(GITHUB_MATRIX_LIMIT + 1)])
+        github_matrix(build_points("x", [f"p{i}" for i in range(GITHUB_MATRIX_LIMIT + 1)]))
     with pytest.raises(InputError, match="appears twice"):
-        github_matrix([MatrixPoint("a", "x"), MatrixPoint("a", "x")])
+        github_matrix(build_points("x", ["a", "a"]))
+    with pytest.raises(InputError, match="not 'rm'"):
+        github_matrix([MatrixPoint("a", "rm", "-rf /")])
+    assert sweep_points(["--patchset", "s"], ["ram=1"])[0].args == "--patchset s --point 0 --yes"
 
 
 def test_matrix_cli_and_workflow_validate_against_the_schema(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = orch(capsys, "matrix", "--github", "largepage")
     assert code == 0
-    assert json.loads(out) == {"include": [{"point": "4k", "patchset": "largepage"},
-                                           {"point": "largepage", "patchset": "largepage"}]}
+    assert [j["point"] for j in json.loads(out)["include"]] == ["4k", "largepage"]
     workflow = tmp_path / "orch.yml"
     workflow.write_text(github_workflow("largepage"))
     checker = shutil.which("check-jsonschema")
@@ -359,3 +372,52 @@ def test_sweep_on_a_loopback_cluster_matches_the_local_sweep(
     assert len(journal) == len(dist["probes"])
     # the client's workspace built nothing new: the probes ran in the workers' own workspaces
     assert all(any((w.directory / "workspaces").glob("*/.orch/builds")) for w in cluster.workers)
+
+
+def test_sweep_matrix_jobs_merge_into_the_single_sweep(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CI matrix of a sweep: one job per grid point (--point I --results DIR), then
+    `orch report --merge`: the same minima, probes and chart as the sweep run in one go."""
+    calls: list[dict[str, int]] = []
+    monkeypatch.setattr(probe_module, "probe", fake_probe(calls))
+    monkeypatch.setenv("COLUMNS", "200")
+    fx = make_sweep_fixture(tmp_path / "fx")
+    fx.workspace.mkdir()
+    where = ["--patchsets", str(fx.patchsets), "-w", str(fx.workspace), "-m", fx.manifest_url]
+    sweep = ["sweep", "--patchset", "sweep", "--executor", "host", "--minimize", "mempool=0..128M",
+             "--step", "1M", "--grid", "ram=512M,1G"]
+    code, out, err = orch(capsys, *sweep, *where, "--matrix")
+    assert code == 0, err
+    matrix = json.loads(out)["include"]
+    assert [(j["point"], j["command"], j["label"]) for j in matrix] == [
+        ("point-0", "sweep", "ram=512 MiB"), ("point-1", "sweep", "ram=1 GiB")]
+    assert calls == []  # --matrix builds nothing
+
+    code, out, err = orch(capsys, *sweep, *where, "--json", "-q")
+    assert code == 0, err
+    whole = json.loads(out)
+    code, out, err = orch(capsys, "matrix", "--github", "latest", "-w", str(fx.workspace))
+    assert code == 0, err
+    stored = json.loads(out)["include"]  # the same jobs from the stored plan (variant resolved)
+    assert [(j["point"], j["label"]) for j in stored] == [(j["point"], j["label"]) for j in matrix]
+    assert [shlex.split(j["args"])[-3:] for j in stored] == [["--point", "0", "--yes"],
+                                                              ["--point", "1", "--yes"]]
+
+    for job in matrix:
+        args = [job["command"], *shlex.split(job["args"]), *where, "--results", str(tmp_path / job["point"])]
+        code, out, err = orch(capsys, *args, "-q")
+        assert code == 0, out + err
+    code, out, err = orch(capsys, "report", "-w", str(fx.workspace), "--json", "--merge",
+                          str(tmp_path / "point-1"), str(tmp_path / "point-0"),
+                          "--results", str(tmp_path / "merged"))
+    assert code == 0, out + err
+    merged = json.loads(out)
+    assert [(p["index"], p["minimum"]) for p in merged["points"]] == [
+        (p["index"], p["minimum"]) for p in whole["points"]]
+    assert merged["fit"] == whole["fit"] and merged["complete"] is True
+    assert len(merged["probes"]) == len(whole["probes"])
+    assert (tmp_path / "merged" / "sweep.png").is_file() and (tmp_path / "merged" / "sweep.csv").is_file()
+
+    code, _, err = orch(capsys, "report", "-w", str(fx.workspace), "--merge", str(tmp_path / "point-0"),
+                        str(tmp_path / "point-0"), "--results", str(tmp_path / "again"))
+    assert code == 2 and "also in" in err

@@ -12,7 +12,7 @@ from typing import Any
 from orchestrator.cli.common import workspace_root
 from orchestrator.errors import EXIT_OK, InputError
 from orchestrator.report import render as report
-from orchestrator.report.merge import merge_directories
+from orchestrator.report.merge import is_sweep, merge_directories, merge_sweep_directories
 from orchestrator.ui import UI
 
 
@@ -63,9 +63,12 @@ def _merge(args: argparse.Namespace, root: Path, ui: UI) -> int:
     """`--merge DIR...`: one run from split results; exits with the merged run's exit code."""
     if args.diff or args.run:
         raise InputError("--merge takes only result directories (not RUN or --diff)")
+    sweeps = [is_sweep(d) for d in args.merge]
+    if any(sweeps):
+        return _merge_sweeps(args, root, ui, sweeps)
     for directory in args.merge:
         if not (directory / "results.json").is_file():
-            raise InputError(f"{directory}: no results.json (not an orch results directory)")
+            raise InputError(f"{directory}: no results.json or sweep.json (not an orch results directory)")
     run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-merged"
     out = args.results or report.new_run_dir(root, run_id)
     merged = merge_directories(list(args.merge), out, ["orch", "report", "--merge", *map(str, args.merge)])
@@ -77,3 +80,22 @@ def _merge(args: argparse.Namespace, root: Path, ui: UI) -> int:
         ui.out.print(report.verdict_line(merged), markup=False, highlight=False)
         ui.info(f"results: {out}")
     return merged.exit_code
+
+
+def _merge_sweeps(args: argparse.Namespace, root: Path, ui: UI, sweeps: list[bool]) -> int:
+    """`--merge` of sweep directories (a matrix's grid points): one sweep with its chart."""
+    from orchestrator.sweep import results as sweep_results
+    from orchestrator.sweep.runner import sweeps_root
+
+    if not all(sweeps):
+        odd = args.merge[sweeps.index(False)]
+        raise InputError(f"{odd}: not a sweep directory (no sweep.json), but others are: merge one kind")
+    out = args.results or sweeps_root(root) / (datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-merged")
+    merged = merge_sweep_directories(list(args.merge), out,
+                                     ["orch", "report", "--merge", *map(str, args.merge)])
+    ui.result(sweep_results.to_json(merged), sweep_results.table(merged))
+    if not ui.json:
+        for line in sweep_results.findings(merged):
+            ui.out.print(line, markup=False, highlight=False)
+        ui.info(f"results: {out}")
+    return EXIT_OK

@@ -13,6 +13,7 @@ from typing import Any
 from orchestrator.cli.build import _positive
 from orchestrator.cli.common import workspace_root
 from orchestrator.cluster.engine import cluster_address
+from orchestrator.cluster.matrix import dumps_matrix, github_matrix, sweep_points
 from orchestrator.errors import EXIT_OK, InputError
 from orchestrator.patchset.params import Setting, parse_value
 from orchestrator.sweep import results
@@ -64,6 +65,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster", metavar="ADDRESS",
                         help="run the grid points on a Dask cluster (tcp://host:8786; also $ORCH_CLUSTER "
                         "or `cluster` in .orch/config.toml); see `orch worker`")
+    parser.add_argument("--point", action="append", type=int, default=[], metavar="I",
+                        help="only grid point I (0-based, repeatable): what a CI matrix job runs")
+    parser.add_argument("--results", type=Path, metavar="DIR",
+                        help="the sweep's directory (default .orch/sweeps/<id>/); `orch report --merge` "
+                        "joins several")
+    parser.add_argument("--matrix", action="store_true",
+                        help="print a GitHub Actions job matrix with one job per grid point instead of "
+                        "running (see `orch matrix`)")
     parser.add_argument("--resume", nargs="?", const="latest", metavar="ID",
                         help="continue an interrupted sweep (default: the latest) without redoing its probes")
     parser.set_defaults(func=handle)
@@ -100,15 +109,30 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
     if args.timeout is not None and args.timeout <= 0:
         raise InputError(f"--timeout {args.timeout:g}: must be positive")
     plan = None if args.resume else _plan(args)
+    if args.matrix:
+        return _print_matrix(plan, ui)
     command = ("orch", *sys.argv[1:]) if Path(sys.argv[0]).name == "orch" else ("orch", "sweep")
     root = workspace_root(args)
     request = Request(plan=plan, workspace=root, jobs=args.jobs, max_builds=args.max_builds,
                       yes=args.yes, resume=args.resume, manifest=args.manifest, command=command,
-                      cluster=cluster_address(args.cluster, os.environ, root))
+                      cluster=cluster_address(args.cluster, os.environ, root), points=tuple(args.point),
+                      results_dir=args.results)
     outcome = run_sweep(request, ui)
     ui.result(results.to_json(outcome.result), results.table(outcome.result))
     if not ui.json:
         for line in results.findings(outcome.result):
             ui.out.print(line, markup=False, highlight=False)
         ui.info(f"results: {outcome.directory}")
+    return EXIT_OK
+
+
+def _print_matrix(plan: SweepPlan | None, ui: UI) -> int:
+    """`--matrix`: one CI job per grid point, each running this sweep with ``--point I``."""
+    if plan is None:
+        raise InputError("--matrix needs the sweep's arguments (not --resume); or `orch matrix --github ID`")
+    matrix = github_matrix(sweep_points(plan.cli_args(), plan.point_labels()))
+    if ui.json:
+        ui.result(matrix, "")
+    else:
+        ui.out.print(dumps_matrix(matrix), markup=False, highlight=False, soft_wrap=True)
     return EXIT_OK

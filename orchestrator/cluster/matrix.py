@@ -1,15 +1,17 @@
 """CI as the other engine: the points of a run as a GitHub Actions job matrix.
 
-`orch matrix --github PATCHSET` prints the JSON for ``strategy.matrix`` (``{"include": [...]}``,
-one entry per point; GitHub allows at most 256 jobs per matrix), each job runs
-``orch build --patchset PATCHSET --point ID --results DIR`` and uploads DIR, and a last job
-merges the downloaded directories with ``orch report --merge``. `--workflow` prints a whole
-workflow file doing that.
+`orch matrix --github PATCHSET|SWEEP` prints the JSON for ``strategy.matrix``
+(``{"include": [...]}``, one entry per point; GitHub allows at most 256 jobs per matrix): the
+variants of a patchset (each job ``orch build --patchset P --point V``) or the grid points of a
+sweep (each job ``orch sweep <the plan's arguments> --point I``); every job writes
+``--results DIR`` and uploads it, and a last job merges the downloaded directories with
+``orch report --merge``. `--workflow` prints a whole workflow file doing that.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,13 +22,30 @@ GITHUB_MATRIX_LIMIT = 256
 
 @dataclass(frozen=True)
 class MatrixPoint:
-    """One job of the matrix: the point's id and what the job passes to orch."""
+    """One job of the matrix: the point's id and the orch command the job runs for it
+    (``orch COMMAND ARGS --results results/POINT``)."""
 
     point: str
-    patchset: str
+    command: str  # build | sweep
+    args: str  # shell-quoted arguments
+    label: str = ""
 
     def as_include(self) -> dict[str, str]:
-        return {"point": self.point, "patchset": self.patchset}
+        entry = {"point": self.point, "command": self.command, "args": self.args}
+        if self.label:
+            entry["label"] = self.label
+        return entry
+
+
+def build_points(patchset: str, variants: Sequence[str]) -> list[MatrixPoint]:
+    """One job per variant of `orch build --patchset PATCHSET`."""
+    return [MatrixPoint(v, "build", shlex.join(["--patchset", patchset, "--point", v])) for v in variants]
+
+
+def sweep_points(cli_args: Sequence[str], labels: Sequence[str]) -> list[MatrixPoint]:
+    """One job per grid point of a sweep (the plan's own arguments plus ``--point I``)."""
+    return [MatrixPoint(f"point-{i}", "sweep", shlex.join([*cli_args, "--point", str(i), "--yes"]), label)
+            for i, label in enumerate(labels)]
 
 
 def github_matrix(points: Sequence[MatrixPoint]) -> dict[str, list[dict[str, str]]]:
@@ -36,6 +55,10 @@ def github_matrix(points: Sequence[MatrixPoint]) -> dict[str, list[dict[str, str
     if len(points) > GITHUB_MATRIX_LIMIT:
         raise InputError(f"{len(points)} points: a GitHub Actions matrix runs at most "
                          f"{GITHUB_MATRIX_LIMIT} jobs", hint="split the run (fewer grid values or variants)")
+    for p in points:
+        if p.command not in ("build", "sweep"):
+            raise InputError(f"point {p.point}: a matrix job runs `orch build` or `orch sweep`, "
+                             f"not {p.command!r}")
     ids = [p.point for p in points]
     duplicate = next((i for i in ids if ids.count(i) > 1), None)
     if duplicate is not None:
@@ -43,10 +66,11 @@ def github_matrix(points: Sequence[MatrixPoint]) -> dict[str, list[dict[str, str
     return {"include": [p.as_include() for p in points]}
 
 
-def github_workflow(patchset: str, install: str = "pip install orch") -> str:
-    """A workflow that plans the matrix, runs one job per point and merges the results."""
+def github_workflow(target: str, install: str = "pip install orch") -> str:
+    """A workflow that plans the matrix (`orch matrix --github TARGET`: a patchset or a sweep),
+    runs one job per point and merges the results."""
     matrix_expr = "${{ fromJSON(needs.plan.outputs.matrix) }}"
-    return f"""name: orch {patchset}
+    return f"""name: orch {target}
 on:
   workflow_dispatch:
 jobs:
@@ -58,7 +82,7 @@ jobs:
       - uses: actions/checkout@v4
       - run: {install}
       - id: plan
-        run: echo "matrix=$(orch matrix --github {patchset})" >> "$GITHUB_OUTPUT"
+        run: echo "matrix=$(orch matrix --github {target})" >> "$GITHUB_OUTPUT"
   point:
     needs: plan
     runs-on: ubuntu-latest
@@ -68,9 +92,7 @@ jobs:
     steps:
       - uses: actions/checkout@v4
       - run: {install}
-      - run: >-
-          orch build --patchset ${{{{ matrix.patchset }}}} --point ${{{{ matrix.point }}}}
-          --results results/${{{{ matrix.point }}}}
+      - run: orch ${{{{ matrix.command }}}} ${{{{ matrix.args }}}} --results results/${{{{ matrix.point }}}}
       - if: always()
         uses: actions/upload-artifact@v4
         with:

@@ -1,5 +1,6 @@
 """Merging result directories into one run: `orch report --merge DIR...`, the results of a
-GitHub Actions matrix (one job per point) and of a run fanned out over a Dask cluster.
+GitHub Actions matrix (one job per point) and of a run fanned out over a Dask cluster; `orch
+build` runs (``results.json``) and sweeps (``sweep.json``, one grid point per directory) alike.
 
 Each directory is an `orch build` results directory (``results.json`` plus one folder per
 variant). The merged run holds every variant once, in the order the directories were given;
@@ -13,9 +14,12 @@ import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from orchestrator.errors import InputError
 from orchestrator.report import render as rep
+
+SWEEP_JSON = "sweep.json"
 
 
 def merge_reports(reports: Sequence[tuple[Path, rep.RunReport]], run_id: str,
@@ -61,6 +65,21 @@ def _summed_timings(reports: Sequence[rep.RunReport]) -> dict[str, float]:
             longest = max(out.get(key, 0.0), seconds)
             out[key] = round(longest if key == "total" else out.get(key, 0.0) + seconds, 3)
     return out
+
+
+def is_sweep(directory: Path) -> bool:
+    return (directory / SWEEP_JSON).is_file()
+
+
+def merge_sweep_directories(directories: Sequence[Path], out: Path, command: Sequence[str] = ()) -> Any:
+    """The grid points of one sweep, from several directories, as one sweep in ``out`` (its
+    JSON, CSV, chart and Markdown summary written again from the merged points)."""
+    from orchestrator.sweep import results as sweep_results
+
+    parts = [(d, sweep_results.read(d)) for d in directories]
+    merged = sweep_results.merge(parts, out.name, command)
+    sweep_results.write(merged, out)
+    return merged
 
 
 def merge_directories(directories: Sequence[Path], out: Path, command: Sequence[str] = ()) -> rep.RunReport:

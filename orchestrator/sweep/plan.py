@@ -176,6 +176,34 @@ class SweepPlan:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def point_labels(self) -> list[str]:
+        """Each grid point as people read it (``ram=512 MiB, frames=4 KiB``)."""
+        units = dict(self.units)
+
+        def shown(s: Setting) -> str:
+            return format_bytes(s.value) if units.get(s.name, "size") == "size" else str(s.value)
+
+        return [", ".join(f"{s.name}={shown(s)}" for s in point) for point in self.points()]
+
+    def cli_args(self) -> list[str]:
+        """The `orch sweep` arguments that make this plan again (values as exact numbers)."""
+        args = ["--patchset", self.patchset]
+        if self.variant:
+            args += ["--variant", self.variant]
+        if self.search is not None:
+            s = self.search
+            args += ["--minimize", f"{s.param}={s.lo}..{s.hi}", "--step", str(s.step)]
+        for option, axes in (("--grid", self.grid), ("--values", self.values)):
+            args += [f"{option}={a.param}={','.join(str(v) for v in a.values)}" for a in axes]
+        args += [f"--set={s.name}={s.value}" for s in self.fixed]
+        args += ["--executor", self.executor, "--boot-in", self.boot_in]
+        if self.image:
+            args += ["--image", self.image]
+        args += [f"--cmake={c}" for c in self.cmake]
+        if self.timeout is not None:
+            args += ["--timeout", f"{self.timeout:g}"]
+        return args
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SweepPlan:
         search = data.get("search")

@@ -152,6 +152,38 @@ def from_json(data: dict[str, Any]) -> SweepResult:
                        workspace=data.get("workspace", ""))
 
 
+def merge(parts: Sequence[tuple[Path, SweepResult]], sweep_id: str,
+          command: Sequence[str] = ()) -> SweepResult:
+    """One sweep from the directories of its grid points (a CI matrix's or a cluster's): the same
+    plan everywhere, every grid point exactly once, in grid order."""
+    if not parts:
+        raise InputError("report --merge: no sweep directories given")
+    first_dir, first = parts[0]
+    seen: dict[int, Path] = {}
+    points: list[PointResult] = []
+    def same(plan: SweepPlan) -> dict[str, Any]:
+        return {k: v for k, v in plan.to_dict().items() if k != "patchset_dirs"}  # per machine
+
+    for directory, part in parts:
+        if same(part.plan) != same(first.plan):
+            raise InputError(f"{directory}: a different sweep than {first_dir} (its plan differs)",
+                             hint="merge the grid points of one sweep")
+        for point in part.points:
+            if point.index in seen:
+                raise InputError(f"{directory}: grid point {point.index} is also in {seen[point.index]}")
+            seen[point.index] = directory
+            points.append(point)
+    points.sort(key=lambda p: p.index)
+    expected = len(first.plan.points())
+    return SweepResult(
+        id=sweep_id, plan=first.plan, points=points,
+        started=min((p.started for _, p in parts if p.started), default=""),
+        finished=max((p.finished for _, p in parts if p.finished), default=""),
+        seconds=max((p.seconds for _, p in parts), default=0.0),
+        complete=len(points) == expected and all(p.complete for _, p in parts),
+        command=list(command) or first.command, workspace=first.workspace)
+
+
 def read(directory: Path) -> SweepResult:
     try:
         return from_json(json.loads((directory / "sweep.json").read_text()))

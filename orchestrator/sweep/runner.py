@@ -42,6 +42,8 @@ class Request:
     manifest: str | None = None
     command: tuple[str, ...] = ()
     cluster: str | None = None  # a Dask scheduler: grid points run on its workers
+    points: tuple[int, ...] = ()  # only these grid points (a CI matrix job runs one)
+    results_dir: Path | None = None  # the sweep's directory instead of .orch/sweeps/<id>/
 
 
 @dataclass
@@ -99,6 +101,14 @@ def _link_latest(directory: Path) -> None:
     latest.symlink_to(directory.name)
 
 
+def stored_plan(directory: Path) -> SweepPlan:
+    """The plan a sweep directory was made with (its plan.json)."""
+    try:
+        return SweepPlan.from_dict(json.loads((directory / PLAN_FILE).read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{directory / PLAN_FILE}: not a readable sweep plan: {error}") from None
+
+
 def _resumed(request: Request, ui: UI) -> tuple[SweepPlan, Path, list[ProbeRecord]]:
     """A stored sweep's plan, directory and the probes already done."""
     assert request.resume is not None
@@ -112,14 +122,26 @@ def _resumed(request: Request, ui: UI) -> tuple[SweepPlan, Path, list[ProbeRecor
     return plan, directory, known
 
 
-def _create(workspace: Path, plan: SweepPlan) -> Path:
-    """A new sweep's directory with its plan.json (``latest`` points at it)."""
+def _create(workspace: Path, plan: SweepPlan, given: Path | None = None) -> Path:
+    """A new sweep's directory with its plan.json (``latest`` points at it), or ``given``."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    directory = sweeps_root(workspace) / f"{stamp}-{plan.patchset}-{plan.variant}"
-    directory.mkdir(parents=True, exist_ok=False)
+    directory = given or sweeps_root(workspace) / f"{stamp}-{plan.patchset}-{plan.variant}"
+    directory.mkdir(parents=True, exist_ok=given is not None)
     (directory / PLAN_FILE).write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
-    _link_latest(directory)
+    if given is None:
+        _link_latest(directory)
     return directory
+
+
+def only_points(tasks: Sequence[PointTask], wanted: Sequence[int]) -> list[PointTask]:
+    """The grid points a `--point` selection names (checked: a typo is bad input)."""
+    if not wanted:
+        return list(tasks)
+    known = {t.index for t in tasks}
+    unknown = sorted(set(wanted) - known)
+    if unknown:
+        raise InputError(f"--point {unknown[0]}: the sweep has grid points 0..{len(tasks) - 1}")
+    return [t for t in tasks if t.index in set(wanted)]
 
 
 def _check(plan: SweepPlan, request: Request, ui: UI) -> SweepPlan:
@@ -257,13 +279,13 @@ def run_sweep(request: Request, ui: UI) -> Outcome:
         assert request.plan is not None
         plan = _check(request.plan, request, ui)
     trees = [f"sweep-{plan.variant}-{i}" for i in range(max(1, request.jobs))]
-    tasks = plan.tasks("", str(request.workspace.resolve()), trees, known)
+    tasks = only_points(plan.tasks("", str(request.workspace.resolve()), trees, known), request.points)
     builds, text = budget(tasks, request.workspace)
     ui.info(f"sweep: {text}")
     if builds > request.max_builds and not request.yes:
         raise InputError(f"this sweep may need {builds} builds, more than --max-builds {request.max_builds}",
                          hint="pass --yes to go ahead, or narrow the range / raise --step")
-    directory = directory or _create(request.workspace, plan)
+    directory = directory or _create(request.workspace, plan, request.results_dir)
     sweep_id = directory.name
     tasks = [replace(t, sweep=sweep_id) for t in tasks]
     result = results.SweepResult(id=sweep_id, plan=plan, points=[],
