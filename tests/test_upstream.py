@@ -223,12 +223,14 @@ def test_fix_makes_a_fixable_series_clean_and_leaves_others_signoffs_alone(
     patch = next((w.patchsets / "fixable" / EXAMPLES).glob("*.patch")).read_text()
     assert "+x = [1, 2, 3]" in patch  # autopep8's change, folded into the commit
 
-    make_patchset(w, "theirs", {LIBS: [Change("libsel4vm: someone else's change\n\nBody.\n",
+    make_patchset(w, "theirs", {LIBS: [Change(signed("libsel4vm: someone else's change"),  # signed by me
                                               {GUEST_RAM: CLEAN_C + "/* y */\n"}, author=OTHER)]})
     code, out, _ = orch(capsys, "upstream", "check", "--patchset", "theirs", "--fix", "--patchsets",
                         str(w.patchsets), "-w", str(root), "--json")
     assert code == EXIT_FAIL
-    assert "Other Person <other@example.org>" in cell(json.loads(out), LIBS, "dco")["findings"][0]["first"]
+    first = cell(json.loads(out), LIBS, "dco")["findings"][0]["first"]
+    assert first == ("Signed-off-by: Test Dev <dev@example.org> is not the author; "
+                     "expected 'Signed-off-by: Other Person <other@example.org>'")
 
 
 # --------------------------------------------------------------------------- prepare
