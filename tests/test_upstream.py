@@ -321,12 +321,21 @@ def test_bodies_carry_the_latest_build_evidence(world: tuple[World, Path],
                           "vmm": {"mempool": 1048576}, "memory": {"metadata": 245760}}],
         }))
     (results / "new" / "mempool.png").write_bytes(b"\x89PNG")
+    sweep = root / ".orch" / "sweeps" / "s1"
+    sweep.mkdir(parents=True)
+    (sweep / "sweep.json").write_text(json.dumps({"id": "s1", "plan": {"patchset": "clean"},
+                                                  "finished": "2026-02-02T00:00:00"}))
+    (sweep / "summary.md").write_text("### orch sweep: `clean` / `largepage`\n\n"
+                                      "![minimum mempool against guest RAM](sweep.png)\n\n"
+                                      "| guest RAM | minimum mempool |\n|---|---|\n| 2 GiB | 1 MiB |\n")
     code, _, err = up(capsys, w, root, "prepare", "clean", "--no-push")
     assert code == EXIT_OK, err
     body = (root / ".orch" / "upstream" / "clean" / f"{LIBS}.md").read_text()
     assert "run `new`" in body
     assert "| largepage | base, clean | pass | pass | expected | 1.00 MiB | 240 KiB |" in body
     assert "Chart: mempool.png" in body
+    assert "| 2 GiB | 1 MiB |" in body
+    assert "Chart: sweep.png (minimum mempool against guest RAM) from sweep `s1`, attached." in body
 
 
 # --------------------------------------------------------------------------- open

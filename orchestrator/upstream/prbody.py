@@ -1,5 +1,6 @@
 """PR titles and bodies: the commits, the merge order, the evidence of the latest ``orch build``
-of the patchset (its ``results.json`` under ``.orch/results/``), the manifest pins, the command
+of the patchset (its ``results.json`` under ``.orch/results/``) and of its latest ``orch sweep``
+(``summary.md`` under ``.orch/sweeps/``, the chart named for attaching), the manifest pins, the command
 to reproduce, and the "Test with:" line naming the companion PRs (see :mod:`testwith`).
 
 A body file is ``.orch/upstream/NAME/<project path>.md``: ``# title`` on the first line, the
@@ -9,10 +10,13 @@ body after it. People may edit it between ``prepare`` and ``open``; ``open`` rew
 
 from __future__ import annotations
 
+import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator import layout
 from orchestrator.errors import InputError
 from orchestrator.report import render
 from orchestrator.upstream import testwith
@@ -90,6 +94,46 @@ def latest_results(workspace: Path, patchset: str) -> render.RunReport | None:
     return max(found, key=lambda item: (item[0], item[1]))[2] if found else None
 
 
+@dataclass(frozen=True)
+class SweepEvidence:
+    id: str
+    directory: Path
+    summary: str  # the sweep's summary.md
+
+
+def latest_sweep(workspace: Path, patchset: str) -> SweepEvidence | None:
+    """The newest ``orch sweep`` of ``patchset`` under ``.orch/sweeps/`` that wrote a summary."""
+    root = layout.sweeps_dir(workspace)
+    found: list[tuple[str, SweepEvidence]] = []
+    for file in root.glob("*/sweep.json") if root.is_dir() else []:
+        if file.parent.is_symlink() or not (file.parent / "summary.md").is_file():
+            continue
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+            plan = data.get("plan") or {}
+            if plan.get("patchset") != patchset:
+                continue
+            summary = (file.parent / "summary.md").read_text(encoding="utf-8")
+        except (OSError, ValueError, AttributeError):
+            continue
+        stamp = str(data.get("finished") or data.get("started") or "")
+        found.append((stamp, SweepEvidence(str(data.get("id", file.parent.name)), file.parent, summary)))
+    return max(found, key=lambda item: (item[0], item[1].id))[1] if found else None
+
+
+def _sweep_section(sweep: SweepEvidence) -> list[str]:
+    """The sweep's own summary, its chart named as a file to attach (a PR body cannot link a
+    file on this machine)."""
+    lines: list[str] = []
+    for line in sweep.summary.rstrip("\n").splitlines():
+        image = re.match(r"^!\[(.*)\]\(([^)]+)\)$", line.strip())
+        if image:
+            lines.append(f"Chart: {image.group(2)} ({image.group(1)}) from sweep `{sweep.id}`, attached.")
+        elif not line.startswith("Test with"):
+            lines.append(line)
+    return [*lines, ""]
+
+
 def _size(value: int | None) -> str:
     if value is None:
         return "-"
@@ -117,6 +161,9 @@ def evidence(workspace: Path, patchset: str, pins: dict[str, str], manifest: str
         charts = sorted(p.name for p in (render.results_root(workspace) / report.id).glob("*.png"))
         if charts:
             lines += [f"Chart: {', '.join(charts)} (from the run's results directory, attached).", ""]
+    sweep = latest_sweep(workspace, patchset)
+    if sweep is not None:
+        lines += _sweep_section(sweep)
     lines += ["Manifest pins (the revisions the evidence was built from):", "",
               f"- manifest: {manifest}"]
     lines += [f"- `{path}` @ `{sha}`" for path, sha in pins.items()]
