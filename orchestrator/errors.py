@@ -6,13 +6,31 @@ and optionally a hint; the CLI prints exactly that and exits with the error's co
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 EXIT_OK = 0
 EXIT_FAIL = 1  # a test failed, or an expectation was not met
 EXIT_USAGE = 2  # bad input: arguments, manifest, patch, config
 EXIT_CANNOT_TEST = 125  # infrastructure trouble: `git bisect run` skips this revision
+EXIT_INTERNAL = 128  # a bug in orch (an uncaught exception): `git bisect run` aborts on any code
+# above 127 (1-127 but 125 would mark the revision bad); 128 is also what git's own fatal errors exit
 EXIT_INTERRUPTED = 130
+
+# The worst code wins when several results make one: bad input, then cannot-test, then a failure.
+_SEVERITY = (EXIT_INTERNAL, EXIT_USAGE, EXIT_CANNOT_TEST, EXIT_FAIL)
+
+
+def exit_code_for_verdict(verdict: str | None) -> int:
+    """A boot's verdict as an exit code: ``pass`` 0, ``error`` (nothing learnt about the image)
+    125, anything else (``fail``, ``timeout``, no verdict) 1, as seL4's CI counts timeouts."""
+    return {"pass": EXIT_OK, "error": EXIT_CANNOT_TEST}.get(verdict or "", EXIT_FAIL)
+
+
+def combined_exit_code(codes: Iterable[int]) -> int:
+    """One exit code for several results: the most severe of them (0 when there are none)."""
+    present = set(codes)
+    return next((code for code in _SEVERITY if code in present), EXIT_OK)
 
 
 @dataclass

@@ -11,11 +11,13 @@ import enum
 import io
 import json
 import sys
+import types
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -37,6 +39,41 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, list | tuple | set | frozenset):
         return [to_jsonable(v) for v in obj]
     return obj
+
+
+T = TypeVar("T")
+
+
+def _from_json(hint: Any, value: Any) -> Any:
+    """Build ``hint`` (a dataclass, ``X | None``, ``list[X]`` or a plain type) from JSON data."""
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _from_json(args[0], value) if len(args) == 1 else value
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return [_from_json(item, v) for v in value]
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return from_jsonable(hint, value)
+    if hint is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def from_jsonable(cls: type[T], data: Any) -> T:
+    """A dataclass from its :func:`to_jsonable` form; unknown keys are ignored (newer files).
+    Raises ValueError / TypeError on data of the wrong shape."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected an object for {cls.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {
+        f.name: _from_json(hints[f.name], data[f.name])
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if f.name in data
+    }
+    return cls(**kwargs)
 
 
 def dumps(obj: Any) -> str:

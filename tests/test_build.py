@@ -95,12 +95,12 @@ def test_two_variants_differ_as_the_patchset_says(ws: BuildWorkspace, runtime: R
     assert [(r.variant, r.status, r.cached) for r in results] == [("4k", "pass", False),
                                                                   ("largepage", "pass", False)]
     four_k, large = results
-    assert four_k.image is not None and large.image is not None
-    assert b"Failed to allocate page" in four_k.image.read_bytes()
-    assert b"buildroot login" in large.image.read_bytes()
-    assert b"buildroot login" not in four_k.image.read_bytes()
+    assert four_k.boot_image is not None and large.boot_image is not None
+    assert b"Failed to allocate page" in four_k.boot_image.read_bytes()
+    assert b"buildroot login" in large.boot_image.read_bytes()
+    assert b"buildroot login" not in four_k.boot_image.read_bytes()
     assert four_k.simulate is not None and os.access(four_k.simulate, os.X_OK)
-    assert large.image.relative_to(large.output_dir) == Path(IMAGE_NAME)
+    assert large.boot_image.relative_to(large.output_dir) == Path(IMAGE_NAME)
     assert snapshot(ws.root) == before  # the user's checkouts and links are untouched
     assert_no_container(runtime, ws.root)
     # files in the build dir belong to the invoking user, not root-in-a-container
@@ -240,7 +240,7 @@ def test_the_reproducer_rebuilds_the_same_image(ws: BuildWorkspace, runtime: Run
     build.mkdir()
     proc = subprocess.run(result.metadata["reproducer"], shell=True, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (build / ws.spec().image_name).read_bytes() == result.image.read_bytes()  # type: ignore[union-attr]
+    assert (build / ws.spec().boot_image_name).read_bytes() == result.boot_image.read_bytes()  # type: ignore[union-attr]
 
 
 @pytest.mark.docker

@@ -33,8 +33,8 @@ def test_parse_variants_and_defaults() -> None:
     assert [v.name for v in s.variants] == ["4k", "largepage"]
     assert s.variant("4k").expect is not None and s.variant("4k").expect.cause == "vmm-allocation"
     assert s.options_for(s.variant("largepage"))[-1] == "-DX=1"
-    assert s.image == DEFAULT_IMAGE
-    assert s.image_name == "images/capdl-loader-image-arm-qemu-arm-virt"
+    assert s.toolchain_image == DEFAULT_IMAGE
+    assert s.boot_image_name == "images/capdl-loader-image-arm-qemu-arm-virt"
     default = spec(variants={})
     assert [(v.name, v.patchsets) for v in default.variants] == [("base", ("vm-2g",)),
                                                                   ("largepage", ("vm-2g", "largepage"))]
@@ -59,11 +59,11 @@ def test_bad_expectation() -> None:
 
 def test_override_selects_defines_and_replaces() -> None:
     s = override(spec(), variants=["largepage", "mine=vm-2g+largepage"], cmake=["-DAARCH64=0", "-DY=2"],
-                 image="orch-camkes:latest")
+                 toolchain_image="orch-camkes:latest")
     assert [(v.name, v.patchsets) for v in s.variants] == [("largepage", ("vm-2g", "largepage")),
                                                             ("mine", ("vm-2g", "largepage"))]
     assert s.cmake == ("-DCAMKES_VM_APP=vm_minimal", "-DPLATFORM=qemu-arm-virt", "-DAARCH64=0", "-DY=2")
-    assert s.image == "orch-camkes:latest"
+    assert s.toolchain_image == "orch-camkes:latest"
     with pytest.raises(InputError, match="no variant named 'nope'"):
         override(spec(), variants=["nope"])
 

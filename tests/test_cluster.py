@@ -29,7 +29,7 @@ from orchestrator.cluster.matrix import (
 )
 from orchestrator.cluster.task import PatchFile, PointResult, PointTask, pack_patchsets, unpack_patchsets
 from orchestrator.errors import InputError
-from orchestrator.report import render as rep
+from orchestrator.report import model as rep
 from orchestrator.report.merge import merge_reports
 from orchestrator.sweep import probe as probe_module
 from tests.conftest import require_tools
@@ -146,22 +146,22 @@ def test_matrix_cli_and_workflow_validate_against_the_schema(
 
 
 def _variant(name: str, verdict: str, outcome: str) -> rep.VariantResult:
-    v = rep.VariantResult(name, ["vm-2g"], rep.BuildSummary("built"), rep.RunSummary("ran", verdict=verdict))
+    v = rep.VariantResult(name, ["vm-2g"], rep.BuildSummary("built"), rep.BootSummary("ran", verdict=verdict))
     v.outcome = outcome
     return v
 
 
 def test_merge_judges_again_and_refuses_overlaps(tmp_path: Path) -> None:
-    a = rep.RunReport("a", "largepage", [_variant("4k", "fail", "expected")],
+    a = rep.JobReport("a", "largepage", [_variant("4k", "fail", "expected")],
                       timings={"qemu": 2.0, "total": 5})
-    b = rep.RunReport("b", "largepage", [_variant("largepage", "pass", "unexpected")],
+    b = rep.JobReport("b", "largepage", [_variant("largepage", "pass", "unexpected")],
                       timings={"qemu": 3.0, "total": 7})
     merged = merge_reports([(tmp_path / "a", a), (tmp_path / "b", b)], "m")
     assert [v.name for v in merged.variants] == ["4k", "largepage"]
     assert merged.exit_code == 1 and merged.timings == {"qemu": 5.0, "total": 7.0}
     with pytest.raises(InputError, match="also in"):
         merge_reports([(tmp_path / "a", a), (tmp_path / "a2", a)], "m")
-    other = rep.RunReport("c", "vm-2g", [_variant("x", "pass", "pass")])
+    other = rep.JobReport("c", "vm-2g", [_variant("x", "pass", "pass")])
     with pytest.raises(InputError, match="of one patchset"):
         merge_reports([(tmp_path / "a", a), (tmp_path / "c", other)], "m")
 
@@ -180,8 +180,8 @@ def _figures(results: dict[str, object]) -> list[tuple[object, ...]]:
     """What must be identical between a local run and a merged/distributed one."""
     out = []
     for v in results["variants"]:  # type: ignore[attr-defined]
-        out.append((v["name"], v["patchsets"], v["outcome"], v["run"]["verdict"], v["run"]["cause"],
-                    v["run"]["guest"], v["vmm"], v["memory"], v["build"]["image_sha256"]))
+        out.append((v["name"], v["patchsets"], v["outcome"], v["boot"]["verdict"], v["boot"]["cause"],
+                    v["boot"]["guest"], v["vmm"], v["memory"], v["build"]["boot_image_sha256"]))
     return out
 
 
@@ -300,7 +300,7 @@ def test_a_killed_worker_loses_nothing_and_leaves_nothing(fx: E2EFixture, tmp_pa
         out, err = client.communicate(timeout=600)
         assert client.returncode == 1, out + err  # the retried point ran to its verdict elsewhere
         results = json.loads(out)
-        assert [(v["name"], v["run"]["verdict"]) for v in results["variants"]] == [("hang", "timeout")]
+        assert [(v["name"], v["boot"]["verdict"]) for v in results["variants"]] == [("hang", "timeout")]
         point = json.loads((tmp_path / "dist" / "points" / "hang" / "point.json").read_text())
         assert point["worker"] != "" and "w1" not in point["attempt"]
         assert sorted(p.name for p in (tmp_path / "dist" / "points").iterdir()) == ["hang"]

@@ -197,7 +197,8 @@ def test_session_excerpt_parses_memory() -> None:
     text = SESSION_EXCERPT.decode()
     free = parse_free(text)
     assert free is not None
-    assert (free.total, free.used, free.free, free.shared, free.buff_cache, free.available) == (
+    assert (free.total_mib, free.used_mib, free.free_mib, free.shared_mib, free.buff_cache_mib,
+            free.available_mib) == (
         1983, 26, 1954, 1, 1, 1925)
     assert parse_meminfo(text) == {"MemTotal": 2030616, "MemFree": 2001144, "MemAvailable": 1971360}
 
@@ -207,7 +208,7 @@ def test_parse_free_old_procps_and_garbage() -> None:
            "Mem:          2001         10       1990          1          0          1\n"
            "-/+ buffers/cache:          9       1992\n")
     free = parse_free(old)
-    assert free is not None and (free.total, free.buff_cache, free.available) == (2001, 0, None)
+    assert free is not None and (free.total_mib, free.buff_cache_mib, free.available_mib) == (2001, 0, None)
     assert parse_free("Mem: lots\n") is None
     assert parse_meminfo("x1: 0x0\nHugePages_Total:       0\n") == {"HugePages_Total": 0}
 
@@ -227,6 +228,6 @@ def test_replay_real_consoles(rules: RuleSet, name: str, verdict: str, cause: st
     assert matcher.booted
     if verdict == "pass":
         free = parse_free(data.decode())
-        assert free is not None and free.total == 1983
+        assert free is not None and free.total_mib == 1983
         assert parse_meminfo(data.decode())["MemTotal"] == 2030616
         assert "guest-linux" in matcher.milestones

@@ -57,14 +57,16 @@ def test_host_build_end_to_end(fx: E2EFixture, capsys: pytest.CaptureFixture[str
     assert results["exit_code"] == 0 and results["patchset"] == "largepage"
     by_name = {v["name"]: v for v in results["variants"]}
     four_k, large = by_name["4k"], by_name["largepage"]
-    assert four_k["run"]["verdict"] == "fail" and four_k["run"]["cause"] == "vmm-allocation"
+    assert four_k["boot"]["verdict"] == "fail" and four_k["boot"]["cause"] == "vmm-allocation"
     assert four_k["outcome"] == "expected" and large["outcome"] == "expected"
-    assert large["run"]["guest"] == {"total": 2048, "used": 26, "free": 1954, "available": 1925}
-    assert large["run"]["login_seconds"] is not None
+    guest = large["boot"]["guest"]
+    figures = (guest["total_mib"], guest["used_mib"], guest["free_mib"], guest["available_mib"])
+    assert figures == (2048, 26, 1954, 1925)
+    assert large["boot"]["login_seconds"] is not None
     assert four_k["build"]["status"] == "built" and large["build"]["status"] == "built"
     assert four_k["build_record"]["patchsets"] == ["vm-2g"]
     assert fx.kernel.head() in json.dumps(large["build_record"]["projects"])
-    assert large["run_record"]["image_sha256"] == large["build"]["image_sha256"]
+    assert large["boot_record"]["image_sha256"] == large["build"]["boot_image_sha256"]
     assert four_k["memory"]["guest_ram_source"].endswith("devices.camkes:3")
     assert "seL4_LargePageBits" in large["memory"]["frame_size_source"]
     assert results["timings"]["total"] >= results["timings"]["orch"] >= 0
@@ -87,7 +89,7 @@ def test_host_build_end_to_end(fx: E2EFixture, capsys: pytest.CaptureFixture[str
     again = json.loads((latest / "results.json").read_text())
     assert latest.resolve() != first
     assert [v["build"]["status"] for v in again["variants"]] == ["cached", "cached"]
-    assert [v["run"]["status"] for v in again["variants"]] == ["cached", "cached"]
+    assert [v["boot"]["status"] for v in again["variants"]] == ["cached", "cached"]
     assert "workspace reused" in err
 
     # orch report shows it again, and the diff of the two runs has no changed figure
@@ -168,7 +170,7 @@ def test_docker_build_end_to_end(fx: E2EFixture, capsys: pytest.CaptureFixture[s
     assert code == 0, out + err
     again = json.loads((fx.workspace / ".orch/results/latest/results.json").read_text())
     assert [v["build"]["status"] for v in again["variants"]] == ["cached", "cached"]
-    assert [v["run"]["status"] for v in again["variants"]] == ["cached", "cached"]
+    assert [v["boot"]["status"] for v in again["variants"]] == ["cached", "cached"]
     label = f"{LABEL_WORKSPACE}={fx.workspace.resolve()}"
     leftover = client.containers.list(all=True, filters={"label": label})
     assert leftover == []

@@ -88,9 +88,9 @@ def build_and_boot(base: Path, build_image: str, qemu_image: str) -> None:
     ws = make_build_workspace(base)
     ctx = BuildContext(root=ws.root, tree=ws.tree, spec=ws.spec(), runtime=DockerRuntime(image=build_image))
     result = build_variant(ctx, ws.spec().variant("largepage"), ws.chain(["vm-2g", "largepage"]))
-    assert result.ok and result.image is not None  # written through the bind mount, same path
+    assert result.ok and result.boot_image is not None  # written through the bind mount, same path
     assert result.metadata["executor"]["name"] == "docker"
-    record = run_image(RunSpec(image=result.image, memory="2048", login=None,
+    record = run_image(RunSpec(image=result.boot_image, memory="2048", login=None,
                                runtime=DockerRuntime(image=qemu_image)), UI.silent())
     assert (record.verdict, record.launcher) == ("pass", f"docker:{qemu_image}")
 

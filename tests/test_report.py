@@ -12,66 +12,60 @@ from rich.console import Console
 
 from orchestrator.analysis.memory import KiB, MiB
 from orchestrator.errors import InputError
-from orchestrator.report.render import (
+from orchestrator.report.model import (
     BUILT,
     ERROR,
     EXPECTED,
     FAILED,
     PASSED,
     UNEXPECTED,
+    BootSummary,
     BuildSummary,
     Expectation,
     GuestMemory,
+    JobReport,
     MemorySummary,
-    RunReport,
-    RunSummary,
     VariantResult,
     VmmSummary,
-    diff,
     exit_code,
-    find_run,
     judge,
-    junit,
-    markdown,
-    new_run_dir,
-    read_results,
-    table,
-    verdict_line,
-    write_reports,
 )
+from orchestrator.report.render import diff, junit, markdown, table, verdict_line
+from orchestrator.report.store import find_job, new_job_dir, read_results, write_reports
 
 
-def seed_like_report() -> RunReport:
+def seed_like_report() -> JobReport:
     """The seed's two variants, as the pipeline would record them."""
     four_k = VariantResult(
         name="4k",
         patchsets=["vm-2g"],
         expect=Expectation("fail", "vmm-*"),
-        build=BuildSummary("built", 45.2, image="images/capdl-loader-image-arm-qemu-arm-virt",
-                           image_sha256="a" * 64),
-        run=RunSummary("ran", "fail", "vmm-allocation",
+        build=BuildSummary("built", 45.2, boot_image="images/capdl-loader-image-arm-qemu-arm-virt",
+                           boot_image_sha256="a" * 64),
+        boot=BootSummary("ran", "fail", "vmm-allocation",
                        matched="ram_ut_alloc_iterator@guest_ram.c:304 Failed to allocate page",
                        matched_at=3.1, seconds=3.2),
         vmm=VmmSummary(80 * MiB, "allocator_mempool", "build/vm0.instance.bin", "align_12bit", 81 * MiB),
         memory=MemorySummary(2 << 30, "devices.camkes:11", 4 * KiB, "guest_ram.c:292 (seL4_PageBits)",
                              524288, 120 * MiB, 80 * MiB, "ELF: vm0.instance.bin (align_12bit)"),
         build_record={"variant": "4k", "projects": {"kernel": "1" * 40}},
-        run_record={"verdict": "fail", "qemu": ["qemu-system-aarch64", "-m", "4096"]},
+        boot_record={"verdict": "fail", "qemu": ["qemu-system-aarch64", "-m", "4096"]},
     )
     large = VariantResult(
         name="largepage",
         patchsets=["vm-2g", "largepage"],
         expect=Expectation("pass"),
-        build=BuildSummary("cached", 0.1, image_sha256="b" * 64),
-        run=RunSummary("ran", "pass", None, matched="buildroot login:", matched_at=21.5,
-                       login_seconds=21.5, seconds=24.0, guest=GuestMemory(2001, 10, 1988, 1957)),
+        build=BuildSummary("cached", 0.1, boot_image_sha256="b" * 64),
+        boot=BootSummary("ran", "pass", None, matched="buildroot login:", matched_at=21.5,
+                        login_seconds=21.5, seconds=24.0,
+                        guest=GuestMemory(2001, 10, 1988, available_mib=1957)),
         vmm=VmmSummary(1 * MiB, "allocator_mempool", "build/vm0.instance.bin", "align_12bit", 2 * MiB),
         memory=MemorySummary(2 << 30, "devices.camkes:11", 2 * MiB, "guest_ram.c:292 (seL4_LargePageBits)",
                              1024, 240 * KiB, 1 * MiB, "ELF: vm0.instance.bin (align_12bit)"),
     )
     for v in (four_k, large):
         v.outcome = judge(v)
-    report = RunReport(
+    report = JobReport(
         id="20250101-120000-largepage", patchset="largepage", variants=[four_k, large],
         started="2025-01-01T12:00:00+00:00", finished="2025-01-01T12:01:00+00:00", seconds=60.0,
         orch_version="0.1.0", command=["orch", "build", "--patchset", "largepage"],
@@ -82,7 +76,7 @@ def seed_like_report() -> RunReport:
     return report
 
 
-def render(report: RunReport) -> str:
+def render(report: JobReport) -> str:
     buffer = io.StringIO()
     Console(file=buffer, width=200, color_system=None).print(table(report))
     return buffer.getvalue()
@@ -101,18 +95,18 @@ def test_judging_with_and_without_expectations() -> None:
     assert four_k.outcome == UNEXPECTED and exit_code(report.variants) == 1
     four_k.expect = Expectation("fail", "kernel-*")
     assert judge(four_k) == UNEXPECTED
-    four_k.run.verdict = "error"
+    four_k.boot.verdict = "error"
     four_k.outcome = judge(four_k)
     assert four_k.outcome == ERROR and exit_code(report.variants) == 125
     large = report.variants[1]
     large.expect = None
     assert judge(large) == PASSED
-    assert judge(large, ran=False) == BUILT
+    assert judge(large, booted=False) == BUILT
 
 
 def test_build_failure_is_a_failed_variant() -> None:
     failed = BuildSummary("failed", 1.0, message="ninja: build stopped")
-    v = VariantResult("x", [], failed, RunSummary("skipped"))
+    v = VariantResult("x", [], failed, BootSummary("skipped"))
     assert v.verdict == "build-failed"
     v.outcome = judge(v)
     assert v.outcome == FAILED
@@ -127,7 +121,7 @@ def test_results_json_round_trip(tmp_path: Path) -> None:
     again = read_results(tmp_path)
     assert again == report
     assert read_results(tmp_path / "results.json") == report
-    assert again.variants[1].run.guest == GuestMemory(2001, 10, 1988, 1957)
+    assert again.variants[1].boot.guest == GuestMemory(2001, 10, 1988, available_mib=1957)
     assert again.variants[0].build_record["projects"]["kernel"] == "1" * 40
 
 
@@ -199,7 +193,7 @@ def test_junit_parses() -> None:
 
 def test_junit_error_for_infrastructure() -> None:
     report = seed_like_report()
-    report.variants[0].run = RunSummary("error", "error", message="qemu-system-aarch64: not found")
+    report.variants[0].boot = BootSummary("error", "error", message="qemu-system-aarch64: not found")
     report.variants[0].outcome = judge(report.variants[0])
     root = SafeET.fromstring(junit(report))
     assert root.get("errors") == "1"
@@ -212,9 +206,9 @@ def test_diff() -> None:
     b = copy.deepcopy(a)
     b.id = "later"
     assert diff(a, a) == []
-    b.variants[1].run.guest = GuestMemory(1983, 12, 1971, 1940)
+    b.variants[1].boot.guest = GuestMemory(1983, 12, 1971, available_mib=1940)
     b.variants[0].vmm.mempool = 140 * MiB
-    b.variants.append(VariantResult("hugepage", [], BuildSummary("built"), RunSummary("ran", "pass")))
+    b.variants.append(VariantResult("hugepage", [], BuildSummary("built"), BootSummary("ran", "pass")))
     changes = {(d.variant, d.field): (d.a, d.b) for d in diff(a, b)}
     assert changes[("largepage", "guest MiB total/used/free/avail")] == (
         "2001 / 10 / 1988 / 1957", "1983 / 12 / 1971 / 1940")
@@ -222,19 +216,54 @@ def test_diff() -> None:
     assert changes[("hugepage", "variant")] == ("absent", "present")
 
 
-def test_run_dirs_and_lookup(tmp_path: Path) -> None:
+def test_job_dirs_and_lookup(tmp_path: Path) -> None:
     report = seed_like_report()
-    first = new_run_dir(tmp_path, "20250101-120000-largepage")
+    first = new_job_dir(tmp_path, "20250101-120000-largepage")
     write_reports(report, first)
-    second = new_run_dir(tmp_path, "20250102-120000-largepage")
+    second = new_job_dir(tmp_path, "20250102-120000-largepage")
     write_reports(report, second)
-    same_second = new_run_dir(tmp_path, "20250102-120000-largepage")
+    same_second = new_job_dir(tmp_path, "20250102-120000-largepage")
     assert same_second.name == "20250102-120000-largepage.2"
     write_reports(report, same_second)
-    assert find_run(tmp_path, None) == same_second.resolve()
-    assert find_run(tmp_path, "20250101") == first
-    assert find_run(tmp_path, str(second)) == second
+    assert find_job(tmp_path, None) == same_second.resolve()
+    assert find_job(tmp_path, "20250101") == first
+    assert find_job(tmp_path, str(second)) == second
     with pytest.raises(InputError, match="ambiguous"):
-        find_run(tmp_path, "2025")
-    with pytest.raises(InputError, match="no results for run 'nope'"):
-        find_run(tmp_path, "nope")
+        find_job(tmp_path, "2025")
+    with pytest.raises(InputError, match="no results for job 'nope'"):
+        find_job(tmp_path, "nope")
+
+
+OLD_RESULTS = {  # a results.json as orch 0.1 wrote it (schema 1), trimmed to one variant
+    "id": "20251125-074559-largepage", "patchset": "largepage", "schema": 1, "exit_code": 0,
+    "started": "2025-11-25T07:45:59+00:00", "orch_version": "0.1.0",
+    "variants": [{
+        "name": "largepage", "patchsets": ["vm-2g", "largepage"], "outcome": "expected",
+        "expect": {"verdict": "pass", "cause": None},
+        "build": {"status": "built", "seconds": 22.5, "image": "/w/.orch/builds/largepage/x/images/img",
+                  "image_sha256": "c" * 64, "build_dir": "/w/.orch/builds/largepage/x"},
+        "run": {"status": "ran", "verdict": "pass", "matched": "buildroot login:", "login_seconds": 6.8,
+                "seconds": 7.0, "guest": {"total": 1983, "used": 26, "free": 1954, "available": 1925}},
+        "vmm": {"mempool": 1048576, "symbol": "allocator_mempool", "file": "vm0.instance.bin",
+                "section": "align_12bit", "bss": 3879731},
+        "memory": {}, "build_record": {"variant": "largepage"}, "run_record": {"verdict": "pass"},
+    }],
+}
+
+
+def test_reads_results_written_by_orch_0_1(tmp_path: Path) -> None:
+    """`orch report` still reads a job recorded before the run -> boot / image -> boot_image names."""
+    import json
+
+    (tmp_path / "results.json").write_text(json.dumps(OLD_RESULTS))
+    job = read_results(tmp_path)
+    v = job.variants[0]
+    assert v.boot.verdict == "pass" and v.boot.login_seconds == 6.8
+    assert v.boot.guest == GuestMemory(1983, 26, 1954, available_mib=1925)
+    assert v.build.boot_image == "/w/.orch/builds/largepage/x/images/img"
+    assert v.build.boot_image_sha256 == "c" * 64
+    assert v.boot_record == {"verdict": "pass"} and v.expect == Expectation("pass")
+    assert "largepage: PASS, guest 1983 MiB [expected]" in verdict_line(job)
+    write_reports(job, tmp_path / "again")  # and it is written back in today's schema
+    assert read_results(tmp_path / "again") == job
+    assert json.loads((tmp_path / "again" / "results.json").read_text())["schema"] == 2

@@ -331,7 +331,7 @@ def test_bodies_carry_the_latest_build_evidence(world: tuple[World, Path],
     code, _, err = up(capsys, w, root, "prepare", "clean", "--no-push")
     assert code == EXIT_OK, err
     body = (root / ".orch" / "upstream" / "clean" / f"{LIBS}.md").read_text()
-    assert "run `new`" in body
+    assert "job `new`" in body
     assert "| largepage | base, clean | pass | pass | expected | 1.00 MiB | 240 KiB |" in body
     assert "Chart: mempool.png" in body
     assert "| 2 GiB | 1 MiB |" in body

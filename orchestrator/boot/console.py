@@ -249,26 +249,28 @@ def replay(ruleset: RuleSet, data: bytes, chunk: int = 1) -> ConsoleMatcher:
 
 # -- guest memory ----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class FreeMemory:
-    """The ``Mem:`` row of ``free -m`` (MiB), keyed by its header's column names."""
+@dataclass
+class GuestMemory:
+    """The guest's own view of its memory: the ``Mem:`` row of ``free -m`` (MiB) and
+    ``/proc/meminfo`` (kB). The one guest-memory record: the boot record and the report hold it."""
 
-    total: int
-    used: int
-    free: int
-    shared: int | None = None
-    buff_cache: int | None = None
-    available: int | None = None
+    total_mib: int | None = None
+    used_mib: int | None = None
+    free_mib: int | None = None
+    shared_mib: int | None = None
+    buff_cache_mib: int | None = None
+    available_mib: int | None = None
+    meminfo_kb: dict[str, int] = field(default_factory=dict)
 
 
 def _console_lines(text: str) -> list[str]:
     return [strip_ansi(line).rstrip() for line in text.replace("\r", "\n").split("\n")]
 
 
-def parse_free(text: str) -> FreeMemory | None:
+def parse_free(text: str) -> GuestMemory | None:
     """The last ``free`` table's Mem row in ``text`` (console output, CRs and echo allowed)."""
     header: list[str] | None = None
-    found: FreeMemory | None = None
+    found: GuestMemory | None = None
     for line in _console_lines(text):
         words = line.split()
         if "total" in words and "used" in words and "free" in words and not line.startswith("Mem"):
@@ -279,10 +281,10 @@ def parse_free(text: str) -> FreeMemory | None:
                 continue
             row = dict(zip(header, (int(v) for v in values), strict=True))
             if {"total", "used", "free"} <= row.keys():
-                found = FreeMemory(
-                    total=row["total"], used=row["used"], free=row["free"],
-                    shared=row.get("shared"), buff_cache=row.get("buff_cache", row.get("buffers")),
-                    available=row.get("available"),
+                found = GuestMemory(
+                    total_mib=row["total"], used_mib=row["used"], free_mib=row["free"],
+                    shared_mib=row.get("shared"), buff_cache_mib=row.get("buff_cache", row.get("buffers")),
+                    available_mib=row.get("available"),
                 )
     return found
 
@@ -298,3 +300,14 @@ def parse_meminfo(text: str) -> dict[str, int]:
         if found:
             figures[found.group(1)] = int(found.group(2))
     return figures
+
+
+def parse_guest_memory(text: str) -> GuestMemory | None:
+    """``free -m`` and ``/proc/meminfo`` in a login session's output, or None if neither is there."""
+    memory = parse_free(text)
+    meminfo = parse_meminfo(text)
+    if memory is None and not meminfo:
+        return None
+    memory = memory or GuestMemory()
+    memory.meminfo_kb = meminfo
+    return memory

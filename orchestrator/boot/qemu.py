@@ -23,15 +23,15 @@ from typing import IO, Any, Literal
 
 from orchestrator.boot.console import (
     ConsoleMatcher,
+    GuestMemory,
     Match,
     RuleSet,
-    parse_free,
-    parse_meminfo,
+    parse_guest_memory,
     rules_for,
 )
 from orchestrator.boot.platform import load_platform
 from orchestrator.digest import sha256_file_or_none
-from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, EXIT_OK, InfraError, InputError
+from orchestrator.errors import InfraError, InputError, exit_code_for_verdict
 from orchestrator.runtime.base import Bind, CommandNotFound, Process, Runtime, distinct_dirs
 from orchestrator.runtime.host import HostRuntime
 from orchestrator.ui import UI, to_jsonable
@@ -175,19 +175,6 @@ def image_from_simulate(script: Path) -> Path:
 # -- the record -----------------------------------------------------------------------------------
 
 @dataclass
-class GuestMemory:
-    """The guest's own view of its memory: ``free -m`` (MiB) and ``/proc/meminfo`` (kB)."""
-
-    total_mib: int | None = None
-    used_mib: int | None = None
-    free_mib: int | None = None
-    shared_mib: int | None = None
-    buff_cache_mib: int | None = None
-    available_mib: int | None = None
-    meminfo_kb: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass
 class SessionStep:
     send: str
     status: Literal["ok", "timeout", "ended"]
@@ -239,7 +226,7 @@ class RunRecord:
     @property
     def exit_code(self) -> int:
         """0 pass, 1 fail or timeout (as seL4's CI counts it), 125 could not test."""
-        return {"pass": EXIT_OK, "error": EXIT_CANNOT_TEST}.get(self.verdict, EXIT_FAIL)
+        return exit_code_for_verdict(self.verdict)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = to_jsonable(self)
@@ -417,20 +404,7 @@ def run_login_session(console: _Console, script: LoginScript) -> tuple[Session, 
             session.status = status
             break
         outputs.append(output)
-    return session, guest_memory_from("\n".join(outputs))
-
-
-def guest_memory_from(text: str) -> GuestMemory | None:
-    free = parse_free(text)
-    meminfo = parse_meminfo(text)
-    if free is None and not meminfo:
-        return None
-    memory = GuestMemory(meminfo_kb=meminfo)
-    if free is not None:
-        memory.total_mib, memory.used_mib, memory.free_mib = free.total, free.used, free.free
-        memory.shared_mib, memory.buff_cache_mib = free.shared, free.buff_cache
-        memory.available_mib = free.available
-    return memory
+    return session, parse_guest_memory("\n".join(outputs))
 
 
 # -- one attempt ---------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +35,8 @@ from orchestrator.build.spec import BuildSpec, VariantSpec
 from orchestrator.digest import json_digest, sha256_file
 from orchestrator.errors import EXIT_FAIL, InfraError, OrchError
 from orchestrator.patchset.params import apply_values, settings_key
+from orchestrator.patchset.apply import apply
+from orchestrator.patchset.config import Patchset
 from orchestrator.runtime.base import (
     LABEL_VARIANT,
     LABEL_WORKSPACE,
@@ -61,9 +63,9 @@ from orchestrator.build.variant_tree import (
 
 RECIPE_VERSION = 1  # bump when the build commands change, to invalidate every cache entry
 LOG_TAIL_LINES = 20
+METADATA_NAME = "metadata.json"  # the build record, beside the artifacts
+LOG_NAME = "build.log"
 _CONFIGURE_KEY = ".orch-configure.key"
-
-ApplyFn = Callable[[SourceTree, Sequence[Any]], Any]
 
 
 class BuildFailed(OrchError):
@@ -97,8 +99,10 @@ class BuildResult:
     cached: bool
     output_dir: Path
     log: Path
-    metadata: dict[str, Any]
-    image: Path | None = None
+    metadata: dict[str, Any]  # the build's metadata.json, verbatim (for the reports)
+    inputs_hash: str = ""
+    duration: float | None = None  # seconds the build tools took, as recorded
+    boot_image: Path | None = None  # the image QEMU boots (capdl-loader-image-...)
     simulate: Path | None = None
     failed_step: str | None = None
     log_tail: list[str] = field(default_factory=list)
@@ -131,7 +135,6 @@ class BuildContext:
     ui: UI = field(default_factory=UI.silent)
     links: Sequence[FileLink] | None = None  # linkfiles/copyfiles; default: found in root
     manifest: Mapping[str, Any] | None = None  # manifest source for the record
-    apply: ApplyFn | None = None  # default: orchestrator.patchset.apply
     rebuild: bool = False
     timeout: float | None = None  # seconds per variant build
 
@@ -152,18 +155,14 @@ class _Interrupted(Exception):
     """A worker's build was cancelled by Ctrl-C in the main thread."""
 
 
-def _name(patchset: Any) -> str:
-    return str(getattr(patchset, "name", patchset))
-
-
-def patch_records(patchset: Any) -> list[PatchRecord]:
+def patch_records(patchset: Patchset) -> list[PatchRecord]:
     """The patches of a loaded patchset with the sha256 of each file as it is on disk."""
     records: list[PatchRecord] = []
-    for refs in getattr(patchset, "projects", {}).values():
+    for refs in patchset.projects.values():
         for ref in refs:
             path = Path(ref.path)
-            sha = sha256_file(path) if path.is_file() else str(ref.sha256)
-            records.append(PatchRecord(_name(patchset), str(ref.project), str(ref.file), sha))
+            sha = sha256_file(path) if path.is_file() else ref.sha256
+            records.append(PatchRecord(patchset.name, ref.project, ref.file, sha))
     return records
 
 
@@ -186,7 +185,7 @@ class _Plan:
     """One variant's inputs and where its build goes."""
 
     variant: VariantSpec
-    patchsets: tuple[Any, ...]
+    patchsets: tuple[Patchset, ...]
     patches: tuple[PatchRecord, ...]
     options: tuple[str, ...]
     images_dir: Path | None
@@ -196,13 +195,13 @@ class _Plan:
     output_dir: Path
 
 
-def _plan(ctx: BuildContext, shared: _Shared, variant: VariantSpec, patchsets: Sequence[Any]) -> _Plan:
+def _plan(ctx: BuildContext, shared: _Shared, variant: VariantSpec, patchsets: Sequence[Patchset]) -> _Plan:
     patches = tuple(r for p in patchsets for r in patch_records(p))
     options = ctx.spec.options_for(variant)
     images_dir = ctx.spec.images_dir(variant)
     tree_key = json_digest({"commits": shared.commits, "patches": [r.sha256 for r in patches],
-                      "patchsets": [_name(p) for p in patchsets],
-                      "links": [list(vars(link).values()) for link in shared.links]})
+                      "patchsets": [p.name for p in patchsets],
+                      "links": [[link.project, link.src, link.dest, link.copy] for link in shared.links]})
     params_key = settings_key(ctx.spec.params, variant.params) if variant.params else None
     inputs_hash = json_digest({
         "recipe": RECIPE_VERSION,
@@ -222,7 +221,7 @@ def _plan(ctx: BuildContext, shared: _Shared, variant: VariantSpec, patchsets: S
 def _cached(ctx: BuildContext, plan: _Plan) -> BuildResult | None:
     """The earlier successful build with the same inputs, if its files are all still there."""
     try:
-        metadata = json.loads((plan.output_dir / "metadata.json").read_text())
+        metadata = json.loads((plan.output_dir / METADATA_NAME).read_text())
     except (OSError, ValueError):
         return None
     if metadata.get("status") != "pass" or metadata.get("inputs_hash") != plan.inputs_hash:
@@ -237,16 +236,19 @@ def _cached(ctx: BuildContext, plan: _Plan) -> BuildResult | None:
 
 def _result(ctx: BuildContext, plan: _Plan, metadata: dict[str, Any], *, cached: bool,
             log_tail: list[str] | None = None) -> BuildResult:
-    image = plan.output_dir / ctx.spec.image_name
+    boot_image = plan.output_dir / ctx.spec.boot_image_name
     simulate = plan.output_dir / "simulate"
+    duration = metadata.get("duration")
     return BuildResult(
         variant=plan.variant.name,
         status=str(metadata["status"]),
         cached=cached,
         output_dir=plan.output_dir,
-        log=plan.output_dir / "build.log",
+        log=plan.output_dir / LOG_NAME,
         metadata=metadata,
-        image=image if image.is_file() else None,
+        inputs_hash=plan.inputs_hash,
+        duration=float(duration) if isinstance(duration, int | float) else None,
+        boot_image=boot_image if boot_image.is_file() else None,
         simulate=simulate if simulate.is_file() else None,
         failed_step=metadata.get("failed_step"),
         log_tail=log_tail or [],
@@ -368,7 +370,7 @@ def _metadata(ctx: BuildContext, plan: _Plan, shared: _Shared, job: Job, *, stat
         "app": ctx.spec.app,
         "platform": ctx.spec.platform,
         "cmake": list(plan.options),
-        "patchsets": [_name(p) for p in plan.patchsets],
+        "patchsets": [p.name for p in plan.patchsets],
         "patches": [vars(r) for r in plan.patches],
         "params": {s.name: s.value for s in plan.variant.params},
         "manifest": shared.manifest,
@@ -383,7 +385,7 @@ def _metadata(ctx: BuildContext, plan: _Plan, shared: _Shared, job: Job, *, stat
         "configured": configured,
         "incremental": incremental,
         "artifacts": [{"name": a.name, "sha256": a.sha256, "size": a.size} for a in artifacts],
-        "log": "build.log",
+        "log": LOG_NAME,
         "reproducer": ctx.runtime.reproducer(
             Job(name=job.name, workdir=job.workdir, steps=_steps(plan.options, True), output=job.output,
                 env=job.env, binds=job.binds)),
@@ -394,7 +396,7 @@ def _collect(ctx: BuildContext, variant: VariantTree, output_dir: Path) -> list[
     """Copy the image and the simulate script out of the build dir (the layout ``simulate``
     expects, so ``cd <output dir> && ./simulate`` works)."""
     artifacts: list[Artifact] = []
-    for name in (ctx.spec.image_name, "simulate"):
+    for name in (ctx.spec.boot_image_name, "simulate"):
         built = variant.build / name
         if not built.is_file():
             continue
@@ -445,7 +447,7 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
                                           warn=ctx.ui.warn)
     if not ready:
         if plan.patchsets:
-            (ctx.apply or _default_apply())(variant.tree, plan.patchsets)
+            apply(variant.tree, plan.patchsets)
         mark_ready(variant, plan.tree_key)
     set_parameter_layer(variant, plan.params_key,
                         lambda tree: apply_values(tree, ctx.spec.params, plan.variant.params))
@@ -458,9 +460,9 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
         variant.build.mkdir(parents=True)
     share_sel4_cache(variant.src, layout.sel4_cache_dir(ctx.root))
     plan.output_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("metadata.json", "simulate", ctx.spec.image_name):
+    for stale in (METADATA_NAME, "simulate", ctx.spec.boot_image_name):
         (plan.output_dir / stale).unlink(missing_ok=True)
-    log_path = plan.output_dir / "build.log"
+    log_path = plan.output_dir / LOG_NAME
     start = datetime.now(UTC)
     with open(log_path, "wb") as handle:
         job = Job(
@@ -491,9 +493,9 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
     if outcome.ok:
         key_file.write_text(configure_key + "\n")
         artifacts = _collect(ctx, variant, plan.output_dir)
-        if not any(a.name == ctx.spec.image_name for a in artifacts):
+        if not any(a.name == ctx.spec.boot_image_name for a in artifacts):
             status, failed_step = "fail", "build"
-            tail = [*tail, f"orch: the build succeeded but produced no {ctx.spec.image_name}"]
+            tail = [*tail, f"orch: the build succeeded but produced no {ctx.spec.boot_image_name}"]
             with open(log_path, "a") as log:
                 log.write(tail[-1] + "\n")
     elif failed_step == "configure":
@@ -501,17 +503,10 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
     metadata = _metadata(ctx, plan, shared, job, status=status, start=start, end=end,
                          failed_step=failed_step, artifacts=artifacts, configured=configure,
                          incremental=not configure)
-    (plan.output_dir / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    (plan.output_dir / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n")
     if status == "pass":
         _link_latest(plan.output_dir)
     return _result(ctx, plan, metadata, cached=False, log_tail=tail if status != "pass" else [])
-
-
-def _default_apply() -> ApplyFn:
-    import importlib
-
-    apply: ApplyFn = importlib.import_module("orchestrator.patchset.apply").apply
-    return apply
 
 
 def _shared(ctx: BuildContext) -> _Shared:
@@ -528,7 +523,7 @@ def _shared(ctx: BuildContext) -> _Shared:
 
 def build_variants(
     ctx: BuildContext,
-    variants: Sequence[tuple[VariantSpec, Sequence[Any]]],
+    variants: Sequence[tuple[VariantSpec, Sequence[Patchset]]],
     jobs: int = 1,
 ) -> list[BuildResult]:
     """Build each ``(variant, its loaded patchsets in apply order)``, ``jobs`` at a time.
@@ -562,7 +557,7 @@ def build_variants(
     return results
 
 
-def build_variant(ctx: BuildContext, variant: VariantSpec, patchsets: Sequence[Any]) -> BuildResult:
+def build_variant(ctx: BuildContext, variant: VariantSpec, patchsets: Sequence[Patchset]) -> BuildResult:
     """Build one variant (see :func:`build_variants`)."""
     return build_variants(ctx, [(variant, patchsets)])[0]
 
@@ -575,5 +570,6 @@ def remove_variant(ctx_root: Path, name: str, tree: SourceTree) -> None:
 def summary(result: BuildResult) -> dict[str, Any]:
     """The short JSON form of a result, for ``--json`` output."""
     return {"variant": result.variant, "status": result.status, "cached": result.cached,
-            "output_dir": str(result.output_dir), "image": str(result.image) if result.image else None,
-            "log": str(result.log), "duration": result.metadata.get("duration")}
+            "output_dir": str(result.output_dir),
+            "image": str(result.boot_image) if result.boot_image else None,
+            "log": str(result.log), "duration": result.duration}

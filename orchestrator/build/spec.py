@@ -8,6 +8,7 @@ Every problem is one :class:`InputError` naming the file and the key at fault.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,10 +35,19 @@ _OPTION_RE = re.compile(r"^-D([A-Za-z_][A-Za-z0-9_]*)(:[A-Z]+)?=(.*)$", re.S)
 
 @dataclass(frozen=True)
 class Expectation:
-    """What a variant is expected to do when booted: ``verdict`` pass/fail, optional cause."""
+    """What a variant is expected to do when booted: ``verdict`` pass/fail, optionally a
+    ``cause`` (a glob: ``vmm-*``). The one expectation record: the report holds it too."""
 
     verdict: str
     cause: str | None = None
+
+    def met_by(self, verdict: str | None, cause: str | None) -> bool:
+        if verdict != self.verdict:
+            return False
+        return self.cause is None or (cause is not None and fnmatch.fnmatchcase(cause, self.cause))
+
+    def describe(self) -> str:
+        return self.verdict if self.cause is None else f"{self.verdict} ({self.cause})"
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,7 @@ class BuildSpec:
     platform: str
     cmake: tuple[str, ...]
     variants: tuple[VariantSpec, ...]
-    image: str = DEFAULT_IMAGE
+    toolchain_image: str = DEFAULT_IMAGE  # the Docker image builds run in
     origin: str = "build spec"  # where it came from, for error messages
     params: Mapping[str, ParamDef] = field(default_factory=dict)  # the patchset's [params]
 
@@ -80,8 +90,8 @@ class BuildSpec:
         return Path(value) if value else None
 
     @property
-    def image_name(self) -> str:
-        """The bootable image the build produces, relative to the build directory."""
+    def boot_image_name(self) -> str:
+        """The boot image the build produces (what QEMU boots), relative to the build directory."""
         return f"images/capdl-loader-image-{platform_arch(self.platform)}-{self.platform}"
 
 
@@ -237,7 +247,7 @@ def parse_spec(
         platform=_string(build, "platform", where),
         cmake=_options(build.get("cmake", []), f"{where} cmake"),
         variants=parsed,
-        image=_string(build, "image", where, DEFAULT_IMAGE),
+        toolchain_image=_string(build, "image", where, DEFAULT_IMAGE),
         origin=origin,
         params=parse_params(params, origin),
     )
@@ -268,7 +278,7 @@ def override(
     *,
     variants: Sequence[str] | None = None,
     cmake: Sequence[str] | None = None,
-    image: str | None = None,
+    toolchain_image: str | None = None,
     app: str | None = None,
     platform: str | None = None,
     params: Sequence[str] | None = None,
@@ -293,7 +303,7 @@ def override(
         spec,
         variants=chosen,
         cmake=options,
-        image=image or spec.image,
+        toolchain_image=toolchain_image or spec.toolchain_image,
         app=app or spec.app,
         platform=platform or spec.platform,
     )

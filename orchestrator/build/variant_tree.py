@@ -28,8 +28,8 @@ from pathlib import Path
 import git
 
 from orchestrator import layout
-from orchestrator.workspace import gitops
 from orchestrator.errors import InfraError, WorkspaceError
+from orchestrator.workspace import gitops
 from orchestrator.workspace.manifest import FileLink
 from orchestrator.workspace.state import recorded_links
 from orchestrator.workspace.tree import ProjectCheckout, SourceTree
@@ -189,7 +189,8 @@ def _save_user_work(base: Path, path: str, pinned: str, warn: Warn | None) -> No
 
 def _patch_branches(directory: Path) -> list[str]:
     name = Path(_repo(directory).git_dir).name
-    return _git(directory, "for-each-ref", "--format=%(refname)", layout.patchset_branch(layout.namespace_for(name), "")).split()
+    prefix = layout.patchset_branch(layout.namespace_for(name), "")
+    return _git(directory, "for-each-ref", "--format=%(refname)", prefix).split()
 
 
 def _remove_worktree(source: ProjectCheckout, directory: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ from orchestrator.cli.common import add_manifest_options, workspace_root
 from orchestrator.cluster.engine import cluster_address
 from orchestrator.cluster.task import PointResult
 from orchestrator.errors import InputError
-from orchestrator.job import Options, run_pipeline
+from orchestrator.job import JobOptions, run_job
 from orchestrator.report import render as report
+from orchestrator.report.model import JobReport
 from orchestrator.ui import UI
 
 
@@ -37,7 +39,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="The whole job: sync the workspace if needed (the shipped default manifest "
         "unless -m), check every patchset, build each variant of the patchset's [variants] in "
         "Docker (or on the host), boot each in QEMU and print pass/fail and memory side by side. "
-        "Reports go to .orch/results/<run>/ (results.json, summary.md, junit.xml).",
+        "Reports go to .orch/results/<job>/ (results.json, summary.md, junit.xml).",
         epilog="exit codes: 0 every variant met its expectation (without one: passed), 1 one did "
         "not, 2 bad input, 125 could not test (git bisect run skips it), 130 interrupted",
     )
@@ -71,7 +73,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         "e.g. mempool=96M (repeatable); applied as a generated commit on top of the patches")
     parser.add_argument("--timeout", type=float, metavar="SECONDS", help="per-boot timeout")
     parser.add_argument("--results", type=Path, metavar="DIR",
-                        help="write the reports here instead of .orch/results/<run>/")
+                        help="write the reports here instead of .orch/results/<job>/")
     parser.add_argument("--point", action="append", default=[], metavar="ID",
                         help="run only this point (a variant name; what `orch matrix` jobs pass)")
     parser.add_argument("--cluster", metavar="ADDRESS",
@@ -90,15 +92,13 @@ def _command_line(patchset: str) -> tuple[str, ...]:
 def handle(args: argparse.Namespace, ui: UI) -> int:
     if args.timeout is not None and args.timeout <= 0:
         raise InputError(f"--timeout {args.timeout:g}: must be positive")
-    opts = Options(
-        patchset=args.patchset,
-        workspace=workspace_root(args),
+    options = JobOptions(
         variants=tuple(args.variant) + tuple(args.point),
-        run=not args.no_run,
+        boot=not args.no_run,
         executor=args.executor,
-        image=args.image,
+        toolchain_image=args.image,
         rebuild=args.rebuild,
-        rerun=args.rerun,
+        reboot=args.rerun,
         jobs=args.jobs,
         boot_jobs=args.boot_jobs or 0,
         boot_in=args.boot_in,
@@ -112,23 +112,24 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         params=tuple(args.params),
         timeout=args.timeout,
         results_dir=args.results,
-        command=_command_line(args.patchset),
     )
-    address = cluster_address(args.cluster, os.environ, opts.workspace)
+    workspace, reproduce = workspace_root(args), _command_line(args.patchset)
+    address = cluster_address(args.cluster, os.environ, workspace)
     if address is not None:
-        run, directory = _run_on_cluster(opts, address, ui)
+        job, directory = _run_on_cluster(args.patchset, workspace, options, reproduce, address, ui)
     else:
-        outcome = run_pipeline(opts, ui)
-        run, directory = outcome.report, outcome.directory
-    ui.result(run, report.table(run))
+        outcome = run_job(args.patchset, workspace, options, ui, reproduce=reproduce)
+        job, directory = outcome.report, outcome.directory
+    ui.result(job, report.table(job))
     if not ui.json:
-        ui.out.print(report.verdict_line(run), markup=False, highlight=False)
+        ui.out.print(report.verdict_line(job), markup=False, highlight=False)
         ui.info(f"results: {directory}")
-    return run.exit_code
+    return job.exit_code
 
 
-def _run_on_cluster(opts: Options, address: str, ui: UI) -> tuple[report.RunReport, Path]:
-    """Every variant as a point on the Dask cluster, merged into one run."""
+def _run_on_cluster(patchset: str, workspace: Path, options: JobOptions, reproduce: Sequence[str],
+                    address: str, ui: UI) -> tuple[JobReport, Path]:
+    """Every variant as a point on the Dask cluster, merged into one job."""
     from orchestrator.cluster.engine import DaskEngine
     from orchestrator.cluster.fanout import run_distributed
 
@@ -140,4 +141,4 @@ def _run_on_cluster(opts: Options, address: str, ui: UI) -> tuple[report.RunRepo
             detail = f": {result.error}" if result.error else ""
             ui.info(f"point {result.point_id}: exit {result.exit_code}{where}{detail}")
 
-        return run_distributed(opts, engine, opts.workspace, on_result)
+        return run_distributed(patchset, workspace, options, engine, reproduce, on_result)

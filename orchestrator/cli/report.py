@@ -1,5 +1,5 @@
-"""`orch report [RUN]` and `orch report --diff RUN_A RUN_B`: show or compare earlier runs of
-`orch build` from their results.json (RUN: a run id or prefix, a results directory, or
+"""`orch report [JOB]` and `orch report --diff JOB_A JOB_B`: show or compare earlier jobs of
+`orch build` from their results.json (JOB: a job id or prefix, a results directory, or
 ``latest``)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 from orchestrator.cli.common import workspace_root
 from orchestrator.errors import EXIT_OK, InputError
 from orchestrator.report import render as report
+from orchestrator.report import store
 from orchestrator.report.merge import is_sweep, merge_directories, merge_sweep_directories
 from orchestrator.ui import UI
 
@@ -20,13 +21,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser = sub.add_parser(
         "report",
         parents=[common],
-        help="show an earlier `orch build` run again, or compare two",
-        description="Show the comparison table of an earlier `orch build` run (default: the latest), "
-        "or with --diff every figure that changed between two runs. RUN is a run id (or a unique "
+        help="show an earlier `orch build` job again, or compare two",
+        description="Show the comparison table of an earlier `orch build` job (default: the latest), "
+        "or with --diff every figure that changed between two jobs. JOB is a job id (or a unique "
         "prefix) under .orch/results/, a results directory, or 'latest'.",
     )
-    parser.add_argument("run", nargs="?", metavar="RUN", help="the run to show (default: latest)")
-    parser.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"), help="compare two runs")
+    parser.add_argument("job", nargs="?", metavar="JOB", help="the job to show (default: latest)")
+    parser.add_argument("--diff", nargs=2, metavar=("JOB_A", "JOB_B"), help="compare two jobs")
     parser.add_argument("--markdown", action="store_true", help="print the Markdown summary instead")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
                         help="merge these results directories (a matrix's or a cluster's points) into one")
@@ -42,27 +43,27 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
     if args.results is not None:
         raise InputError("--results goes with --merge")
     if args.diff:
-        a = report.read_results(report.find_run(root, args.diff[0]))
-        b = report.read_results(report.find_run(root, args.diff[1]))
+        a = store.read_results(store.find_job(root, args.diff[0]))
+        b = store.read_results(store.find_job(root, args.diff[1]))
         differences = report.diff(a, b)
         ui.result({"a": a.id, "b": b.id, "differences": differences}, report.diff_table(a, b, differences))
         return EXIT_OK
-    directory = report.find_run(root, args.run)
-    run = report.read_results(directory)
+    directory = store.find_job(root, args.job)
+    job = store.read_results(directory)
     if args.markdown and not ui.json:
-        ui.out.print(report.markdown(run), markup=False, highlight=False)
+        ui.out.print(report.markdown(job), markup=False, highlight=False)
         return EXIT_OK
-    ui.result(run, report.table(run))
+    ui.result(job, report.table(job))
     if not ui.json:
-        ui.out.print(report.verdict_line(run), markup=False, highlight=False)
+        ui.out.print(report.verdict_line(job), markup=False, highlight=False)
         ui.info(f"results: {directory}")
     return EXIT_OK
 
 
 def _merge(args: argparse.Namespace, root: Path, ui: UI) -> int:
     """`--merge DIR...`: one run from split results; exits with the merged run's exit code."""
-    if args.diff or args.run:
-        raise InputError("--merge takes only result directories (not RUN or --diff)")
+    if args.diff or args.job:
+        raise InputError("--merge takes only result directories (not JOB or --diff)")
     sweeps = [is_sweep(d) for d in args.merge]
     if any(sweeps):
         return _merge_sweeps(args, root, ui, sweeps)
@@ -70,7 +71,7 @@ def _merge(args: argparse.Namespace, root: Path, ui: UI) -> int:
         if not (directory / "results.json").is_file():
             raise InputError(f"{directory}: no results.json or sweep.json (not an orch results directory)")
     run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-merged"
-    out = args.results or report.new_run_dir(root, run_id)
+    out = args.results or store.new_job_dir(root, run_id)
     merged = merge_directories(list(args.merge), out, ["orch", "report", "--merge", *map(str, args.merge)])
     if args.markdown and not ui.json:
         ui.out.print(report.markdown(merged), markup=False, highlight=False)

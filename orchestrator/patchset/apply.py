@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -75,6 +75,7 @@ __all__ = [
     "load_patchset",
     "patchset_search_path",
     "refresh",
+    "require_applicable",
     "resolve",
     "revert",
 ]
@@ -817,3 +818,20 @@ def import_patchset(
         patchset.projects[proj] = refs
     write_config(patchset)
     return patchset
+
+
+def require_applicable(tree: SourceTree, chains: Mapping[str, Sequence[Patchset]]) -> None:
+    """Dry-run each variant's patchsets (``variant -> patchsets in apply order``) before
+    anything builds; the first hunk that does not apply is an :class:`InputError` naming the
+    variant, patchset, patch file, file and hunk."""
+    for name, chain in chains.items():
+        if not chain:
+            continue
+        result = check(tree, chain)
+        if not result.ok:
+            failure = result.failures()[0]
+            hunk = failure.first_failure()
+            where = f"{failure.patchset}: {failure.project}/{failure.patch}"
+            detail = f"{hunk.file}: hunk {hunk.header}: {hunk.reason}" if hunk else "does not apply"
+            raise InputError(f"variant '{name}': {where}: {detail}",
+                             hint="nothing was built; refresh the patch (`orch patchset refresh`)")

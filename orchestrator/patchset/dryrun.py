@@ -216,15 +216,6 @@ def parse_series(patchsets: Sequence[Patchset]) -> dict[tuple[str, str, str], Pa
     return parsed
 
 
-def check(tree: SourceTree, patchsets: Sequence[Patchset]) -> CheckReport:
-    """Dry-run ``patchsets`` in order (requirements first) against the tree's checkouts."""
-    parsed = parse_series(patchsets)
-    for ps in patchsets:
-        for project in ps.projects:
-            tree.project(project)
-    return check_parsed(tree, patchsets, parsed)
-
-
 def check_parsed(
     tree: SourceTree,
     patchsets: Sequence[Patchset],

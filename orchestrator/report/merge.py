@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import InputError
-from orchestrator.report import render as rep
+from orchestrator.report import model as rep
+from orchestrator.report.store import read_results, write_reports
 
 SWEEP_JSON = "sweep.json"
 
 
-def merge_reports(reports: Sequence[tuple[Path, rep.RunReport]], run_id: str,
-                  command: Sequence[str] = ()) -> rep.RunReport:
+def merge_reports(reports: Sequence[tuple[Path, rep.JobReport]], run_id: str,
+                  command: Sequence[str] = ()) -> rep.JobReport:
     """One run from several; every variant once, every report of the same patchset."""
     if not reports:
         raise InputError("report --merge: no result directories given")
@@ -40,7 +41,7 @@ def merge_reports(reports: Sequence[tuple[Path, rep.RunReport]], run_id: str,
                                  hint="each point must come from exactly one result directory")
             seen[variant.name] = directory
             variants.append(variant)
-    merged = rep.RunReport(
+    merged = rep.JobReport(
         id=run_id,
         patchset=first.patchset,
         variants=variants,
@@ -57,7 +58,7 @@ def merge_reports(reports: Sequence[tuple[Path, rep.RunReport]], run_id: str,
     return merged
 
 
-def _summed_timings(reports: Sequence[rep.RunReport]) -> dict[str, float]:
+def _summed_timings(reports: Sequence[rep.JobReport]) -> dict[str, float]:
     """Work done across the points (build tools, QEMU, orch) adds up; 'total' is the longest."""
     out: dict[str, float] = {}
     for report in reports:
@@ -82,10 +83,10 @@ def merge_sweep_directories(directories: Sequence[Path], out: Path, command: Seq
     return merged
 
 
-def merge_directories(directories: Sequence[Path], out: Path, command: Sequence[str] = ()) -> rep.RunReport:
+def merge_directories(directories: Sequence[Path], out: Path, command: Sequence[str] = ()) -> rep.JobReport:
     """Read each results directory, write the merged run (reports plus every variant's files)
     into ``out``."""
-    reports = [(d, rep.read_results(d)) for d in directories]
+    reports = [(d, read_results(d)) for d in directories]
     out.mkdir(parents=True, exist_ok=True)
     merged = merge_reports(reports, out.name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S-merged"), command)
     for directory, report in reports:
@@ -93,5 +94,5 @@ def merge_directories(directories: Sequence[Path], out: Path, command: Sequence[
             source = directory / variant.name
             if source.is_dir() and source.resolve() != (out / variant.name).resolve():
                 shutil.copytree(source, out / variant.name, dirs_exist_ok=True, symlinks=True)
-    rep.write_reports(merged, out)
+    write_reports(merged, out)
     return merged

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator import job
 from orchestrator.analysis.memory import gather
+from orchestrator.boot.stage import BootSettings, boot, boot_runtime
 from orchestrator.build.builder import BuildContext, BuildResult, build_variants
 from orchestrator.build.spec import BuildSpec, VariantSpec, override, spec_for, with_params
 from orchestrator.build.variant_tree import variant_base
@@ -45,7 +45,7 @@ class _Env:
     """What every probe of a point needs, loaded once from the task."""
 
     task: PointTask
-    options: job.Options
+    settings: BootSettings
     spec: BuildSpec
     variant: VariantSpec
     chain: list[Patchset]
@@ -57,15 +57,14 @@ def _load(task: PointTask) -> _Env:
     root = Path(task.workspace)
     search_path = [p.resolve() for p in patchset_search_path(list(task.patchset_dirs), {})]
     spec = override(spec_for(load_patchset(task.patchset, search_path)), variants=[task.variant],
-                    cmake=list(task.cmake) or None, image=task.image)
+                    cmake=list(task.cmake) or None, toolchain_image=task.image)
     variant = spec.variants[0]
     chain = resolve(list(variant.patchsets), search_path)
     tree = Workspace(root).tree()
-    options = job.Options(patchset=task.patchset, workspace=root, executor=task.executor, image=task.image,
-                          boot_in=task.boot_in, timeout=task.timeout)
-    context = BuildContext(root=root, tree=tree, spec=spec, runtime=make_runtime(task.executor, spec.image),
-                           ui=UI.silent())
-    return _Env(task, options, spec, variant, chain, context, job.boot_runtime(options, spec.image))
+    settings = BootSettings(root=root, boot_in=task.boot_in, executor=task.executor, timeout=task.timeout)
+    context = BuildContext(root=root, tree=tree, spec=spec, ui=UI.silent(),
+                           runtime=make_runtime(task.executor, spec.toolchain_image))
+    return _Env(task, settings, spec, variant, chain, context, boot_runtime(settings, spec.toolchain_image))
 
 
 def _frames_of(env: _Env) -> tuple[int | None, int | None]:
@@ -87,25 +86,25 @@ def probe(env: _Env, settings: Sequence[Setting]) -> ProbeRecord:
     common: dict[str, Any] = {
         "point": task.index, "settings": values, "build": "cached" if build.cached else (
             "built" if build.ok else "failed"),
-        "build_seconds": 0.0 if build.cached else float(build.metadata.get("duration") or 0.0),
+        "build_seconds": 0.0 if build.cached else build.duration or 0.0,
         "configured": bool(build.metadata.get("configured")) and not build.cached,
-        "inputs_hash": str(build.metadata.get("inputs_hash") or ""), "tree": task.tree,
+        "inputs_hash": build.inputs_hash, "tree": task.tree,
         "guest_ram": guest_ram, "frame_size": frame_size,
     }
-    if not build.ok or build.image is None:
+    if not build.ok or build.boot_image is None:
         return ProbeRecord(ok=False, verdict="build-failed", cause=build.failed_step, **common,
                            at=datetime.now(UTC).isoformat(timespec="seconds"))
-    record, cached, _directory = job.boot(build, spec, env.options, env.boot_runtime, UI.silent())
-    verdict = str(record.get("verdict") or "error")
-    if verdict == "error":
+    done = boot(build, spec, env.settings, env.boot_runtime, UI.silent())
+    record = done.record
+    if record.verdict == "error":
         raise InfraError(f"sweep point {task.label()}: the boot could not be judged: "
-                         f"{record.get('error') or record.get('cause')}",
+                         f"{record.error or record.cause}",
                          hint="fix QEMU, then `orch sweep --resume`")
     return ProbeRecord(
-        ok=verdict == "pass", verdict=verdict, cause=record.get("cause"),
-        decisive=record.get("matched_line"),
-        boot_seconds=0.0 if cached else float(record.get("duration") or 0),
-        boot_cached=cached, image_sha256=sha256_file_or_none(build.image), **common,
+        ok=record.verdict == "pass", verdict=record.verdict, cause=record.cause,
+        decisive=record.matched_line,
+        boot_seconds=0.0 if done.cached else record.duration,
+        boot_cached=done.cached, image_sha256=sha256_file_or_none(build.boot_image), **common,
         at=datetime.now(UTC).isoformat(timespec="seconds"))
 
 

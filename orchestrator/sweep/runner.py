@@ -19,11 +19,12 @@ from orchestrator import job, layout
 from orchestrator.build.spec import spec_for
 from orchestrator.cluster.task import PointResult as ClusterPointResult
 from orchestrator.errors import InputError
-from orchestrator.patchset.apply import load_patchset, patchset_search_path, resolve
+from orchestrator.patchset.apply import load_patchset, patchset_search_path, require_applicable, resolve
 from orchestrator.sweep import results
 from orchestrator.sweep.plan import PointResult, PointTask, ProbeRecord, SweepPlan, check_declared
 from orchestrator.sweep.probe import Cancelled, run_point
 from orchestrator.ui import UI, Tracker
+from orchestrator.workspace.sync import Workspace
 
 PLAN_FILE = "plan.json"
 PROBES_FILE = "probes.jsonl"
@@ -151,9 +152,9 @@ def _check(plan: SweepPlan, request: Request, ui: UI) -> SweepPlan:
     variant = spec.variant(plan.variant) if plan.variant else spec.variants[0]
     plan = replace(plan, variant=variant.name)
     check_declared(plan, spec.params, spec.origin)
-    options = job.Options(patchset=plan.patchset, workspace=request.workspace, manifest=request.manifest)
-    workspace, _state = job.ensure_synced(options, ui)
-    job.check_all(workspace.tree(), {variant.name: resolve(list(variant.patchsets), search_path)})
+    workspace = Workspace(request.workspace)
+    job.ensure_synced(workspace, job.JobOptions(manifest=request.manifest), ui)
+    require_applicable(workspace.tree(), {variant.name: resolve(list(variant.patchsets), search_path)})
     search = replace(plan.search, unit=spec.params[plan.search.param].unit) if plan.search else None
     return replace(plan, search=search, units=tuple((n, spec.params[n].unit) for n in plan.params()))
 
@@ -243,7 +244,7 @@ def _run_points_on_cluster(tasks: Sequence[PointTask], plan: SweepPlan, progress
     from orchestrator.cluster.fanout import manifest_pin
     from orchestrator.sweep import distribute
 
-    pin = manifest_pin(job.Options(patchset=plan.patchset, workspace=request.workspace))
+    pin = manifest_pin(request.workspace, job.JobOptions())
     files = distribute.shipped_files(plan)
     by_id = {f"point-{t.index}": t for t in tasks}
     run_id = tasks[0].sweep if tasks else "sweep"

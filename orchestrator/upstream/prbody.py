@@ -18,7 +18,8 @@ from pathlib import Path
 
 from orchestrator import layout
 from orchestrator.errors import InputError
-from orchestrator.report import render
+from orchestrator.report import store
+from orchestrator.report.model import JobReport
 from orchestrator.upstream import testwith
 
 
@@ -76,17 +77,17 @@ def title_for(commits: list[PreparedCommit], description: str, name: str) -> str
 # --------------------------------------------------------------------------- evidence
 
 
-def latest_results(workspace: Path, patchset: str) -> render.RunReport | None:
+def latest_results(workspace: Path, patchset: str) -> JobReport | None:
     """The newest ``orch build`` record of ``patchset`` under ``.orch/results/``."""
-    root = render.results_root(workspace)
+    root = store.results_root(workspace)
     if not root.is_dir():
         return None
-    found: list[tuple[str, str, render.RunReport]] = []
-    for file in root.glob(f"*/{render.RESULTS_JSON}"):
+    found: list[tuple[str, str, JobReport]] = []
+    for file in root.glob(f"*/{store.RESULTS_JSON}"):
         if file.parent.is_symlink():
             continue
         try:
-            report = render.read_results(file)
+            report = store.read_results(file)
         except InputError:
             continue
         if report.patchset == patchset:
@@ -148,19 +149,19 @@ def evidence(workspace: Path, patchset: str, pins: dict[str, str], manifest: str
         lines += [f"No `orch build` results for `{patchset}` yet "
                   f"(run `orch build --patchset {patchset}`).", ""]
     else:
-        lines += [f"`orch build` run `{report.id}` ({report.finished or report.started}), "
+        lines += [f"`orch build` job `{report.id}` ({report.finished or report.started}), "
                   f"exit code {report.exit_code}:", "",
                   "| variant | patchsets | verdict | expected | outcome | VMM mempool | page metadata |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for v in report.variants:
-            verdict = v.verdict + (f" ({v.run.cause})" if v.run.cause else "")
+            verdict = v.verdict + (f" ({v.boot.cause})" if v.boot.cause else "")
             expected = v.expect.describe() if v.expect else "-"
             lines.append(f"| {v.name} | {', '.join(v.patchsets)} | {verdict} | {expected} | {v.outcome} "
                          f"| {_size(v.vmm.mempool or v.memory.mempool)} | {_size(v.memory.metadata)} |")
         lines.append("")
-        charts = sorted(p.name for p in (render.results_root(workspace) / report.id).glob("*.png"))
+        charts = sorted(p.name for p in (store.results_root(workspace) / report.id).glob("*.png"))
         if charts:
-            lines += [f"Chart: {', '.join(charts)} (from the run's results directory, attached).", ""]
+            lines += [f"Chart: {', '.join(charts)} (from the job's results directory, attached).", ""]
     sweep = latest_sweep(workspace, patchset)
     if sweep is not None:
         lines += _sweep_section(sweep)

@@ -24,8 +24,7 @@ from rich.table import Table
 from orchestrator import layout
 from orchestrator.errors import InfraError, InputError
 from orchestrator.patchset.config import Patchset
-from orchestrator.report.render import from_dict
-from orchestrator.ui import to_jsonable
+from orchestrator.ui import from_jsonable, to_jsonable
 from orchestrator.upstream import prbody, testwith
 from orchestrator.upstream.prbody import PreparedCommit, PreparedProject, PreparedSet
 from orchestrator.upstream.series import Chain, ProjectSeries, applied_chain
@@ -90,7 +89,7 @@ def load_prepared(root: Path, patchset: str) -> PreparedSet:
     path = state_dir(root, patchset) / STATE_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return from_dict(PreparedSet, data)
+        return from_jsonable(PreparedSet, data)
     except FileNotFoundError:
         raise InputError(f"{path}: not prepared yet",
                          hint=f"run `orch upstream prepare --patchset {patchset}`") from None

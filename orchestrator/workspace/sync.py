@@ -31,11 +31,11 @@ from orchestrator.errors import (
     EXIT_CANNOT_TEST,
     EXIT_FAIL,
     EXIT_OK,
-    EXIT_USAGE,
     InfraError,
     InputError,
     OrchError,
     WorkspaceError,
+    combined_exit_code,
 )
 from orchestrator.layout import CHECKOUT_JOURNAL as JOURNAL
 from orchestrator.layout import ORCH_DIR, PINNED_REF, STATE_FILE
@@ -115,10 +115,7 @@ class SyncReport:
     def exit_code(self) -> int:
         codes = {p.exit_code for p in self.projects}
         codes |= {EXIT_FAIL for x in self.links if x.action == "skipped"}
-        for code in (EXIT_USAGE, EXIT_CANNOT_TEST, EXIT_FAIL):
-            if code in codes:
-                return code
-        return EXIT_OK
+        return combined_exit_code(codes)
 
 
 @dataclass
