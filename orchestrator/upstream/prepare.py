@@ -346,7 +346,7 @@ def _keep_branch(ws: Workspace, series: ProjectSeries, branch: str, sha: str) ->
         name = branch.removeprefix(layout.UPSTREAM_BRANCH_PREFIX)
         gitops.run(["update-ref", f"{layout.UPSTREAM_BACKUP_PREFIX}{name}-{stamp}", old], git_dir=git_dir)
     try:
-        gitops.run(["fetch", "--quiet", "--no-tags", str(series.directory), f"+{_OUT_REF}:{ref}"],
+        gitops.run(["fetch", "--quiet", "--no-tags", "--", str(series.directory), f"+{_OUT_REF}:{ref}"],
                    git_dir=git_dir)
     except GitCommandError as error:
         raise InfraError(f"{series.project}: cannot write {branch}: {gitops.stderr_of(error)}") from None
@@ -370,8 +370,8 @@ def _write_bodies(ws: Workspace, chain: list[Patchset], prepared: PreparedSet) -
 def _push(ws: Workspace, project: PreparedProject) -> None:
     ref = f"refs/heads/{project.branch}"
     try:
-        gitops.run(["push", "--quiet", "--force", project.fork_url, f"{ref}:{ref}"],
-                   git_dir=ws.git_dir(project.project))
+        gitops.run_network(["push", "--quiet", "--force", "--", project.fork_url, f"{ref}:{ref}"],
+                           git_dir=ws.git_dir(project.project), what=project.project)
     except GitCommandError as error:
         raise InfraError(f"{project.project}: push to {project.fork_url} failed: {gitops.stderr_of(error)}",
                          hint="the branch and the PR body are written; push again with "

@@ -104,7 +104,8 @@ def _clone(checkout: ProjectCheckout, scratch: Path) -> ProjectCheckout:
     target = scratch / checkout.path
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        gitops.run(["clone", "--quiet", "--shared", "--no-checkout", str(checkout.directory), str(target)])
+        gitops.run(["clone", "--quiet", "--shared", "--no-checkout", "--", str(checkout.directory),
+                    str(target)])
         gitops.run(["checkout", "--quiet", "--detach", checkout.pinned], cwd=target)
         for option in gitops.identity_config(target / ".git"):
             key, value = option.split("=", 1)
