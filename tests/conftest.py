@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.support.git import Upstream
 
 REQUIRE_REAL = os.environ.get("ORCH_REQUIRE_DOCKER") == "1"
 
@@ -39,10 +42,8 @@ def require_tools(*names: str) -> None:
             missing(f"{name} not found on PATH")
 
 
-@pytest.fixture(autouse=True)
-def _isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test gets a git identity and no user/system git config leaking in."""
-    home = tmp_path_factory.mktemp("home")
+def isolate_git(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """A git identity and no user/system git config leaking in, with ``home`` as HOME."""
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.setenv("GIT_AUTHOR_NAME", "Test Dev")
@@ -57,6 +58,37 @@ def _isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     Path(home, ".gitconfig").write_text(
         '[init]\n\tdefaultBranch = master\n[protocol "file"]\n\tallow = always\n'
     )
+
+
+@pytest.fixture(autouse=True)
+def _isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets a git identity and no user/system git config leaking in."""
+    isolate_git(monkeypatch, tmp_path_factory.mktemp("home"))
+
+
+# -- read-only upstream fixtures, made once per pytest run ----------------------------------------
+# Tests clone and fetch these; none may commit or push to them (make your own with
+# tests.support.git.make_upstream for that).
+
+
+@pytest.fixture(scope="session")
+def seed_upstreams(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Upstream]:
+    """Bare upstreams of the seed's three projects, keyed by manifest path."""
+    from tests.support.seed import make_seed_upstreams
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        isolate_git(monkeypatch, tmp_path_factory.mktemp("home"))
+        return make_seed_upstreams(tmp_path_factory.mktemp("seed") / "server")
+
+
+@pytest.fixture(scope="session")
+def seed_manifest_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed's upstreams plus a manifest repository with a relative remote, for ``orch sync -m``."""
+    from tests.support.seed import make_seed_server
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        isolate_git(monkeypatch, tmp_path_factory.mktemp("home"))
+        return make_seed_server(tmp_path_factory.mktemp("seed-server"))
 
 
 # -- the runtimes: every executor scenario runs on the host and, with --docker, in Docker --------

@@ -16,8 +16,8 @@ from orchestrator.patchset.config import patchset_search_path
 from orchestrator.patchset.dryrun import Status
 from orchestrator.shipped import shipped_dir
 from orchestrator.workspace.tree import ProjectCheckout, SourceTree
-from tests.support.git import git
-from tests.support.seed import DEVICES, DTS, GUEST_RAM, SETTINGS, VM_MINIMAL, make_seed_tree
+from tests.support.git import Upstream, git
+from tests.support.seed import DEVICES, DTS, GUEST_RAM, SETTINGS, VM_MINIMAL, clone_tree
 
 SHIPPED = [shipped_dir("patchsets")]
 LIBS = "projects/seL4_projects_libs"
@@ -25,8 +25,9 @@ EXAMPLES = "projects/vm-examples"
 
 
 @pytest.fixture
-def tree(tmp_path: Path) -> SourceTree:
-    return make_seed_tree(tmp_path)
+def tree(tmp_path: Path, seed_upstreams: dict[str, Upstream]) -> SourceTree:
+    """A synced-looking workspace cloned from the session's seed upstreams."""
+    return clone_tree(tmp_path / "ws", seed_upstreams)
 
 
 def read(tree: SourceTree, project: str, rel: str) -> str:

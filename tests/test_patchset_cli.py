@@ -10,7 +10,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from tests.support.git import git
-from tests.support.seed import DEVICES, make_seed_server
+from tests.support.seed import DEVICES
 
 EXAMPLES = "projects/vm-examples"
 
@@ -22,10 +22,9 @@ def orch(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 
 
 @pytest.fixture
-def ws(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    manifest = make_seed_server(tmp_path)
+def ws(tmp_path: Path, capsys: pytest.CaptureFixture[str], seed_manifest_repo: Path) -> Path:
     root = tmp_path / "ws"
-    code, _, err = orch(capsys, "sync", "-q", "-m", str(manifest), "-w", str(root))
+    code, _, err = orch(capsys, "sync", "-q", "-m", str(seed_manifest_repo), "-w", str(root))
     assert code == EXIT_OK, err
     return root
 
