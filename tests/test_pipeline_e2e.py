@@ -174,3 +174,25 @@ def test_docker_build_end_to_end(fx: E2EFixture, capsys: pytest.CaptureFixture[s
     label = f"{LABEL_WORKSPACE}={fx.workspace.resolve()}"
     leftover = client.containers.list(all=True, filters={"label": label})
     assert leftover == []
+
+
+@pytest.mark.docker
+def test_boots_in_docker_end_to_end(fx: E2EFixture, capsys: pytest.CaptureFixture[str], qemu_image: str,
+                                    docker_client: object) -> None:
+    """`--boot-in docker`: the same verdicts and guest memory with QEMU in a container of the
+    image (here one with Debian's QEMU; builds on the host), and no boot container left."""
+    require_tools(*HOST_TOOLS)
+
+    def boot_containers() -> set[str]:
+        return {c.id for c in docker_client.containers.list(  # type: ignore[attr-defined]
+            all=True, filters={"label": "orch.kind=boot"})}
+
+    before = boot_containers()
+    args = build_args(fx, "-m", fx.manifest_url, "--executor", "host", "--image", qemu_image,
+                      "--boot-in", "docker")
+    code, out, err = orch(capsys, *args)
+    assert code == 0, out + err
+    assert "FAIL (vmm-allocation)" in out and "2048 / 26 / 1954 / 1925" in out
+    results = json.loads((fx.workspace / ".orch/results/latest/results.json").read_text())
+    assert {v["run_record"]["launcher"] for v in results["variants"]} == {f"docker:{qemu_image}"}
+    assert boot_containers() <= before
