@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
@@ -27,7 +28,7 @@ from orchestrator.boot.qemu import CONSOLE_NAME, RECORD_NAME
 from orchestrator.boot.stage import Boot, BootSettings, BootStage, boot_builds
 from orchestrator.build.builder import LOG_NAME, METADATA_NAME, BuildContext, BuildResult, build_variants
 from orchestrator.build.spec import BuildSpec, check_spec, override, spec_for
-from orchestrator.errors import InfraError
+from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, InfraError
 from orchestrator.patchset.apply import (
     Patchset,
     load_patchset,
@@ -35,9 +36,12 @@ from orchestrator.patchset.apply import (
     require_applicable,
     resolve,
 )
+from orchestrator.patchset.apply import apply as patchset_apply
 from orchestrator.report import model, store
 from orchestrator.runtime import make_runtime
 from orchestrator.ui import UI
+from orchestrator.workspace.point import Point, PointTree, prepare, resolve_point
+from orchestrator.workspace.state import recorded_manifest
 from orchestrator.workspace.sync import ManifestSource, Workspace, requested_source
 
 
@@ -64,6 +68,12 @@ class JobOptions:
     params: tuple[str, ...] = ()  # NAME=VALUE: declared [params] for every variant
     timeout: float | None = None  # per boot, seconds
     results_dir: Path | None = None  # default: .orch/results/<job id>/
+    at: str | None = None  # a manifest repository revision whose pins to build
+    pins: tuple[str, ...] = ()  # PATH=REV, one project at another commit
+    use_checkouts: bool = False  # build what is checked out, not the pins
+    point: Point | None = None  # the exact commits to build (orch bisect); overrides the three above
+    three_way: bool = False  # apply patchsets with git am --3way in the variant trees
+    reuse_failed_builds: bool = False  # do not repeat a build that broke with the same inputs
 
 
 @dataclass
@@ -133,16 +143,25 @@ def run_job(patchset: str, workspace: Path, options: JobOptions | None = None, u
     with timings.stage("sync"):
         ws = Workspace(workspace)
         sync_state = ensure_synced(ws, options, ui)
-        tree = ws.tree()
+        point = options.point or resolve_point(ws, at=options.at, pins=options.pins,
+                                               use_checkouts=options.use_checkouts)
+        for note in point.notes if point else ():
+            (ui.warn if point and point.in_bisect else ui.info)(note)  # said even with -q under git bisect
+        at_point = prepare(ws, point) if point else None
+        tree = at_point.tree if at_point else ws.tree()
     with timings.stage("check"):
         for warning in check_spec(spec, tree).warnings:
             ui.warn(warning)
-        require_applicable(tree, chains)
-    ui.info(f"workspace {sync_state}; {sum(len(c) for c in chains.values())} patch(set)s check out for "
+        if at_point is None:  # at a point, the variant tree's own `git am` is the check
+            require_applicable(tree, chains)
+    checked = "check out" if at_point is None else "to apply in the variant tree"
+    ui.info(f"workspace {sync_state}; {sum(len(c) for c in chains.values())} patch(set)s {checked} for "
             f"{', '.join(chains)}")
     with timings.stage("build_stage"):
         ctx = BuildContext(root=ws.root, tree=tree, spec=spec, ui=ui, rebuild=options.rebuild,
-                           runtime=make_runtime(options.executor, spec.toolchain_image))
+                           runtime=make_runtime(options.executor, spec.toolchain_image),
+                           reuse_failures=options.reuse_failed_builds,
+                           **point_context(ws, at_point, options.three_way))
         builds = build_variants(ctx, [(v, chains[v.name]) for v in spec.variants], jobs=options.jobs)
     timings.add("build_tools", sum(b.duration or 0.0 for b in builds if not b.cached))
     with timings.stage("analysis"):
@@ -165,8 +184,13 @@ def run_job(patchset: str, workspace: Path, options: JobOptions | None = None, u
             id=directory.name, patchset=patchset, variants=variants,
             started=started_wall.isoformat(timespec="seconds"), orch_version=__version__,
             workspace=str(ws.root), command=list(reproduce) or ["orch", "build", "--patchset", patchset],
-            manifest=_manifest_info(ws), exit_code=model.exit_code(variants),
+            manifest=_manifest_info(ws) | ({"point": point.record()} if point else {}),
+            exit_code=model.exit_code(variants),
         )
+        if point is not None and point.in_bisect and broken_build_only(variants, report.exit_code):
+            ui.warn(f"a git bisect is in progress in {', '.join(point.in_bisect)} and this revision does "
+                    "not build: exit 125, so `git bisect run` skips it")
+            report.exit_code = EXIT_CANNOT_TEST
     report.timings = _with_totals(timings.marks, time.monotonic() - started)
     report.seconds = report.timings["total"]
     report.finished = datetime.now(UTC).isoformat(timespec="seconds")
@@ -223,6 +247,22 @@ def _with_totals(marks: Mapping[str, float], total: float) -> dict[str, float]:
     timings["total"] = round(total, 3)
     timings["orch"] = round(max(0.0, total - external - timings.get("sync", 0.0)), 3)
     return timings
+
+
+def broken_build_only(variants: Sequence[model.VariantResult], exit_code: int) -> bool:
+    """Exit 1 only because a build broke: under `git bisect run` that revision cannot be tested."""
+    failing = [v for v in variants if v.outcome not in (model.EXPECTED, model.PASSED, model.BUILT)]
+    return exit_code == EXIT_FAIL and bool(failing) and all(v.verdict == "build-failed" for v in failing)
+
+
+def point_context(workspace: Workspace, at_point: PointTree | None, three_way: bool) -> dict[str, Any]:
+    """The BuildContext settings for building a point: its links, its record, and no warning
+    that the checkouts differ from the pins (they are meant to)."""
+    apply = {"apply": functools.partial(patchset_apply, three_way=True)} if three_way else {}
+    if at_point is None:
+        return apply
+    manifest = recorded_manifest(workspace.root) | at_point.point.record()
+    return {**apply, "links": at_point.links, "manifest": manifest, "warn_checkouts": False}
 
 
 def _manifest_info(workspace: Workspace) -> dict[str, Any]:

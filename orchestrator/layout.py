@@ -7,6 +7,7 @@ Workspace (``<root>/.orch/``)::
     config.toml           optional settings (``mirror = "DIR"``)
     lock                  held while a sync runs
     manifest.git/, manifest/   the manifest repository and its checkout
+    manifests/<sha>/      the manifest repository's files at another revision (build --at, bisect)
     local_manifests/*.xml local manifests
     projects/<path>.git   each project's git directory
     variants/<variant>/   a variant's worktrees (src/) and build directory (build/)
@@ -20,6 +21,7 @@ Workspace (``<root>/.orch/``)::
     upstream/<patchset>/  ``orch upstream prepare``: prepared.json and one PR body per project
                           (``<project path>.md``)
     tmp/                  scratch clones (``orch upstream``), removed when done
+    bisect/<id>/          each ``orch bisect``'s bisect.json, bisect.log, steps/ (``latest`` -> newest)
     crash/                tracebacks of orch's own internal errors
 
 Refs in a project's repository::
@@ -60,6 +62,8 @@ CRASH = "crash"
 UPSTREAM = "upstream"
 TMP = "tmp"
 LATEST = "latest"
+MANIFESTS = "manifests"
+BISECT = "bisect"
 
 # relative to the workspace root, for code that joins them onto a root it holds
 VARIANTS_DIR = Path(ORCH_DIR) / VARIANTS
@@ -156,6 +160,16 @@ def results_dir(root: Path) -> Path:
 
 def sweeps_dir(root: Path) -> Path:
     return root / SWEEPS_DIR
+
+
+def manifest_files_dir(root: Path, commit: str) -> Path:
+    """``.orch/manifests/<sha>``: the manifest repository's files at ``commit``."""
+    return orch_dir(root) / MANIFESTS / commit
+
+
+def bisect_dir(root: Path) -> Path:
+    """``.orch/bisect``: every bisection's directory, and ``latest``."""
+    return orch_dir(root) / BISECT
 
 
 def crash_dir(root: Path) -> Path:

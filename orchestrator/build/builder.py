@@ -137,6 +137,8 @@ class BuildContext:
     manifest: Mapping[str, Any] | None = None  # manifest source for the record
     rebuild: bool = False
     timeout: float | None = None  # seconds per variant build
+    reuse_failures: bool = False  # a build that broke with the same inputs is not repeated (bisect)
+    warn_checkouts: bool = True  # warn when a checkout is not at its pin (not when building a point)
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,11 @@ def _cached(ctx: BuildContext, plan: _Plan) -> BuildResult | None:
         metadata = json.loads((plan.output_dir / METADATA_NAME).read_text())
     except (OSError, ValueError):
         return None
-    if metadata.get("status") != "pass" or metadata.get("inputs_hash") != plan.inputs_hash:
+    if metadata.get("inputs_hash") != plan.inputs_hash:
+        return None
+    if metadata.get("status") == "fail" and ctx.reuse_failures and metadata.get("failed_step"):
+        return _result(ctx, plan, metadata, cached=True, log_tail=_tail(plan.output_dir / "build.log"))
+    if metadata.get("status") != "pass":
         return None
     for artifact in metadata.get("artifacts", []):
         path = plan.output_dir / artifact["name"]
@@ -512,10 +518,11 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
 def _shared(ctx: BuildContext) -> _Shared:
     info = ctx.runtime.info(ctx.ui)
     commits = {path: checkout.pinned for path, checkout in sorted(ctx.tree.projects.items())}
-    for path, checkout in sorted(ctx.tree.projects.items()):
+    for path, checkout in sorted(ctx.tree.projects.items()) if ctx.warn_checkouts else ():
         if head_commit(checkout.directory) != checkout.pinned:
             ctx.ui.warn(f"{path}: variants build the pinned {checkout.pinned[:12]}, not your checked-out "
-                        "commits (turn local work into a patchset: orch patchset import)")
+                        "commits (--use-checkouts builds those; or turn local work into a patchset: "
+                        "orch patchset import)")
     links = tuple(ctx.links) if ctx.links is not None else tuple(workspace_links(ctx.root, ctx.tree))
     manifest = dict(ctx.manifest) if ctx.manifest is not None else recorded_manifest(ctx.root)
     return _Shared(info, commits, links, manifest, threading.Event(), threading.Lock())

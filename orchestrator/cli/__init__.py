@@ -7,11 +7,13 @@ sets ``func`` on its parser to a handler ``(args, ui) -> exit code``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from orchestrator import __version__
 from orchestrator.cli import (
+    bisect,
     build,
     image,
     manifest,
@@ -27,8 +29,9 @@ from orchestrator.cli import (
 )
 from orchestrator.errors import EXIT_INTERRUPTED, EXIT_USAGE, OrchError
 from orchestrator.ui import UI
+from orchestrator.workspace import gitops
 
-COMMAND_MODULES = (sync, status, manifest, patchset, build, sweep, run, report, image, worker, matrix,
+COMMAND_MODULES = (sync, status, manifest, patchset, build, sweep, bisect, run, report, image, worker, matrix,
                    upstream)
 
 
@@ -66,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    gitops.drop_repository_env(os.environ)  # e.g. GIT_DIR, exported by `git bisect run`
     parser = build_parser()
     args = parser.parse_args(argv)
     ui = UI.create(

@@ -79,6 +79,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster", metavar="ADDRESS",
                         help="run the variants on a Dask cluster (tcp://host:8786; also $ORCH_CLUSTER "
                         "or `cluster` in .orch/config.toml); see `orch worker`")
+    points = parser.add_argument_group("which commits to build (default: the workspace's pins)")
+    points.add_argument("--at", metavar="MANIFEST_REV",
+                        help="the pins of this manifest repository revision (SHA, tag, branch, HEAD~N); "
+                        "fetched as needed, your checkouts are not touched")
+    points.add_argument("--pin", action="append", default=[], metavar="PATH=REV",
+                        help="one project at another commit (repeatable)")
+    points.add_argument("--use-checkouts", action="store_true",
+                        help="build each project's checked-out HEAD instead of its pin (automatic for a "
+                        "project where a git bisect is in progress)")
     parser.set_defaults(func=handle)
 
 
@@ -112,6 +121,9 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         params=tuple(args.params),
         timeout=args.timeout,
         results_dir=args.results,
+        at=args.at,
+        pins=tuple(args.pin),
+        use_checkouts=args.use_checkouts,
     )
     workspace, reproduce = workspace_root(args), _command_line(args.patchset)
     address = cluster_address(args.cluster, os.environ, workspace)

@@ -69,6 +69,13 @@ def point_args(opts: JobOptions, variant: str) -> tuple[str, ...]:
         args.append("--rerun")
     if opts.boot_in != "auto":
         args += ["--boot-in", opts.boot_in]
+    if opts.at:
+        args += ["--at", opts.at]
+    for pin in opts.pins:
+        args += ["--pin", pin]
+    if opts.use_checkouts:
+        raise InputError("--use-checkouts builds this machine's checkouts; a distributed run cannot",
+                         hint="pin the commits instead: --pin PATH=SHA")
     return tuple(args)
 
 

@@ -46,6 +46,7 @@ class BuildSummary:
     build_dir: str | None = None
     log: str | None = None
     message: str | None = None  # the one line saying why it failed
+    cached: bool = False  # reused from an earlier build with the same inputs (a failure too)
 
 
 @dataclass
@@ -171,7 +172,7 @@ def exit_code(variants: list[VariantResult]) -> int:
 def build_summary(build: BuildResult | None, error: str | None = None) -> BuildSummary:
     if build is None:
         return BuildSummary("error" if error else "skipped", message=error)
-    status = "cached" if build.cached else ("built" if build.ok else "failed")
+    status = ("cached" if build.cached else "built") if build.ok else "failed"  # a reused failure too
     failure = build.error()
     return BuildSummary(
         status=status,
@@ -181,6 +182,7 @@ def build_summary(build: BuildResult | None, error: str | None = None) -> BuildS
         build_dir=str(build.output_dir),
         log=str(build.log),
         message=failure.message if failure else None,
+        cached=build.cached,
     )
 
 

@@ -16,7 +16,7 @@ import re
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 
 import git
@@ -31,6 +31,22 @@ _MISSING_REF = re.compile(
     r"could not find remote branch|Remote branch .* not found",
     re.IGNORECASE,
 )
+
+
+REPOSITORY_ENV = (
+    "GIT_DIR", "GIT_WORK_TREE", "GIT_IMPLICIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_PREFIX", "GIT_GRAFT_FILE",
+    "GIT_NO_REPLACE_OBJECTS", "GIT_REPLACE_REF_BASE", "GIT_SHALLOW_FILE", "GIT_INTERNAL_SUPER_PREFIX",
+    "GIT_NAMESPACE",
+)
+"""What git exports to the commands it runs (``git bisect run``, hooks) about *its* repository
+(``git rev-parse --local-env-vars``, less the ``-c`` settings): orch works in many
+repositories, so it drops them at start-up, or every git call would go to that one."""
+
+
+def drop_repository_env(environ: MutableMapping[str, str]) -> list[str]:
+    """Remove :data:`REPOSITORY_ENV` from ``environ``; the names that were set."""
+    return [name for name in REPOSITORY_ENV if environ.pop(name, None) is not None]
 
 
 class MissingRevision(Exception):
