@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from orchestrator.build.eras import ImageRule, parse_rules
 from orchestrator.errors import InputError
 from orchestrator.patchset.params import ParamDef, Setting, parse_assignment, parse_params
 from orchestrator.workspace.tree import SourceTree
@@ -72,6 +73,7 @@ class BuildSpec:
     toolchain_image: str = DEFAULT_IMAGE  # the Docker image builds run in
     origin: str = "build spec"  # where it came from, for error messages
     params: Mapping[str, ParamDef] = field(default_factory=dict)  # the patchset's [params]
+    image_rules: tuple[ImageRule, ...] = ()  # [[build.images]]: era-matched images (orch bisect)
 
     def variant(self, name: str) -> VariantSpec:
         for v in self.variants:
@@ -231,10 +233,10 @@ def parse_spec(
             f"{origin}: no [build] table",
             hint='add [build] with app, platform and cmake = ["-DPLATFORM=...", ...]',
         )
-    unknown = set(build) - {"app", "platform", "cmake", "image"}
+    unknown = set(build) - {"app", "platform", "cmake", "image", "images"}
     if unknown:
         raise InputError(f"{origin}: [build]: unknown key '{sorted(unknown)[0]}'",
-                         hint="known keys: app, platform, cmake, image")
+                         hint="known keys: app, platform, cmake, image, images")
     where = f"{origin}: [build]"
     parsed = tuple(_variant(n, t, origin) for n, t in (variants or {}).items())
     if not parsed:
@@ -250,6 +252,7 @@ def parse_spec(
         toolchain_image=_string(build, "image", where, DEFAULT_IMAGE),
         origin=origin,
         params=parse_params(params, origin),
+        image_rules=parse_rules(build.get("images"), where),
     )
 
 
