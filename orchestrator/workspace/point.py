@@ -171,7 +171,8 @@ def manifest_at(workspace: Workspace, rev: ManifestRev) -> Manifest:
         raise InputError(f"manifest commit {rev.commit[:12]} has no {source.file}")
     local = workspace.local_manifests_dir
     locals_ = sorted(local.glob("*.xml")) if local.is_dir() else []
-    manifest = load_manifest(file, manifest_url=source.url, local_manifests=locals_,
+    base = state.manifest.remotes_base or source.url  # what the sync resolved relative remotes against
+    manifest = load_manifest(file, manifest_url=base, local_manifests=locals_,
                              display=f"{source.file}@{rev.commit[:12]}", include_root=files)
     return manifest.select_groups(state.manifest.groups)
 
