@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from orchestrator import layout
 from orchestrator.bisect import candidates as cand
 from orchestrator.bisect.log import BisectLog, LogWriter
 from orchestrator.bisect.oracle import OracleSettings, PipelineOracle, StepOutcome
@@ -47,8 +48,6 @@ from orchestrator.workspace.point import (
     workspace_point,
 )
 from orchestrator.workspace.sync import Workspace
-
-BISECT_DIR = Path(".orch") / "bisect"
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ class _Run:
 
 
 def bisect_dir(root: Path, run_id: str) -> Path:
-    return root / BISECT_DIR / run_id
+    return layout.bisect_dir(root) / run_id
 
 
 def run_bisect(request: BisectRequest, ui: UI) -> BisectRecord:
@@ -130,7 +129,7 @@ def _start_args(request: BisectRequest) -> dict[str, object]:
 
 
 def _link_latest(directory: Path) -> None:
-    latest = directory.parent / "latest"
+    latest = directory.parent / layout.LATEST
     if latest.is_symlink() or latest.exists():
         latest.unlink()
     latest.symlink_to(directory.name)

@@ -13,7 +13,8 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.bisect.bisector import BISECT_DIR, BisectRequest, run_bisect
+from orchestrator import layout
+from orchestrator.bisect.bisector import BisectRequest, run_bisect
 from orchestrator.bisect.log import read_log
 from orchestrator.bisect.oracle import OracleSettings
 from orchestrator.bisect.record import BisectRecord
@@ -79,9 +80,9 @@ def _default_variant(patchset: str, dirs: list[str], env: dict[str, str]) -> str
 
 
 def _latest(root: Path, name: str) -> Path:
-    path = root / BISECT_DIR / "latest" / name
+    path = layout.bisect_dir(root) / layout.LATEST / name
     if not path.is_file():
-        raise InputError(f"no bisection in {root} yet (no {BISECT_DIR / 'latest' / name})",
+        raise InputError(f"no bisection in {root} yet (no {path})",
                          hint="run orch bisect --patchset NAME --good REV --bad REV first")
     return path
 
