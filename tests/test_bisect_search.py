@@ -83,6 +83,13 @@ def test_skip_next_to_the_boundary_is_ambiguous() -> None:
     assert result.status == AMBIGUOUS and result.candidates == (4, 5)
 
 
+def test_a_bad_end_that_cannot_be_tested_is_not_a_culprit() -> None:
+    oracle = Oracle(1, skips=[1])
+    result = search(1, oracle)
+    assert oracle.batches == [(1,)]
+    assert result.status == AMBIGUOUS and result.first_bad is None and result.all_skipped
+
+
 def test_no_regression_when_the_bad_end_is_good() -> None:
     oracle = Oracle(None)
     result = search(6, oracle)
@@ -156,6 +163,7 @@ def test_era_rules_first_that_holds_wins() -> None:
     files = {"tools/seL4/python-deps/setup.py": "setup(version='0.3.1')", "kernel/VERSION": "13.0.0\n"}
     read = files.get
     assert choose_image(rules, "default", "2023-06-01T10:00:00+00:00", read).image == "old"
+    assert choose_image(rules, "default", "2024-01-01T00:00:00+00:00", read).image == "deps3"  # not before
     chosen = choose_image(rules, "default", "2024-06-01T10:00:00+00:00", read)
     assert chosen.image == "deps3" and chosen.rule.startswith("images[2]")
     assert choose_image(rules, "default", "2024-06-01", {"kernel/VERSION": "13.1"}.get).image == "re"
