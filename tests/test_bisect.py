@@ -186,6 +186,25 @@ def test_bisect_one_project_with_a_test_command(fx: BisectFixture,
     assert code == 2 and "--test exited 200" in err
 
 
+def test_broken_builds_as_bad_and_majority_of_boots(fx: BisectFixture,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    libs = fx.libs_commits
+    code, out, err = orch(capsys, *bisect_args(fx, "--project", LIBS, "--good", libs["L1"],
+                                               "--bad", libs["L2"], "--build-failure", "bad"))
+    assert code == 0, out + err
+    record = latest(fx)
+    assert record["culprit"]["commit"] == libs["L2"]  # the commit that broke the build
+    first = record["steps"][0]
+    assert (first["rev"], first["verdict"], first["cause"]) == (libs["L2"], "bad", "build-failed")
+    code, out, err = orch(capsys, *bisect_args(fx, "--project", LIBS, "--good", libs["L3"],
+                                               "--bad", libs["L5"], "--retries", "3"))
+    assert code == 0, out + err
+    record = latest(fx)
+    assert record["culprit"]["commit"] == fx.culprit
+    booted = [s for s in record["steps"] if s["boot"] != "-"]
+    assert booted and all(s["cause"].endswith("(3/3 boots)") for s in booted), booted
+
+
 def test_build_at_a_manifest_revision_and_with_pins(fx: BisectFixture,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     s, libs = fx.snapshots, fx.libs_commits
