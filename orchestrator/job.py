@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import time
@@ -36,7 +35,6 @@ from orchestrator.patchset.apply import (
     require_applicable,
     resolve,
 )
-from orchestrator.patchset.apply import apply as patchset_apply
 from orchestrator.report import model, store
 from orchestrator.runtime import make_runtime
 from orchestrator.ui import UI
@@ -258,11 +256,10 @@ def broken_build_only(variants: Sequence[model.VariantResult], exit_code: int) -
 def point_context(workspace: Workspace, at_point: PointTree | None, three_way: bool) -> dict[str, Any]:
     """The BuildContext settings for building a point: its links, its record, and no warning
     that the checkouts differ from the pins (they are meant to)."""
-    apply = {"apply": functools.partial(patchset_apply, three_way=True)} if three_way else {}
     if at_point is None:
-        return apply
+        return {"three_way": three_way}
     manifest = recorded_manifest(workspace.root) | at_point.point.record()
-    return {**apply, "links": at_point.links, "manifest": manifest, "warn_checkouts": False}
+    return {"three_way": three_way, "links": at_point.links, "manifest": manifest, "warn_checkouts": False}
 
 
 def _manifest_info(workspace: Workspace) -> dict[str, Any]:

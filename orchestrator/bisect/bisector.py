@@ -273,8 +273,9 @@ def _image_for(run: _Run, at: LevelPoint) -> tuple[str, str]:
     if run.request.image:
         return run.request.image, "--image"
     if not run.spec.image_rules:
-        return run.spec.image, "default"
-    choice = choose_image(run.spec.image_rules, run.spec.image, at.date, _reader(run.workspace, at.point))
+        return run.spec.toolchain_image, "default"
+    read = _reader(run.workspace, at.point)
+    choice = choose_image(run.spec.image_rules, run.spec.toolchain_image, at.date, read)
     return choice.image, choice.rule
 
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from orchestrator.bisect.search import BAD, GOOD, SKIP, Verdict
 from orchestrator.errors import InfraError, InputError, OrchError
-from orchestrator.job import Options, Outcome, run_pipeline
-from orchestrator.report import render as rep
+from orchestrator.job import JobOptions, JobOutcome, run_job
+from orchestrator.report import model as rep
 from orchestrator.ui import UI
 from orchestrator.workspace.point import Point
 
@@ -120,25 +120,26 @@ class PipelineOracle:
         return replace(chosen, votes=[v.verdict for v in votes],
                        cause=f"{chosen.cause} ({tally[verdict]}/{len(votes)} boots)".strip())
 
-    def _options(self, point: Point, image: str | None, results: Path, rerun: bool) -> Options:
+    def _options(self, point: Point, image: str | None, results: Path, rerun: bool) -> JobOptions:
         s = self.settings
-        return Options(patchset=s.patchset, workspace=s.workspace, variants=(s.variant,),
-                       run=s.test is None, executor=s.executor, image=image, rerun=rerun,
-                       boot_in=s.boot_in, patchset_dirs=s.patchset_dirs, cmake=s.cmake, timeout=s.timeout,
-                       results_dir=results, command=("orch", "bisect"), env=s.env, point=point,
-                       three_way=True, reuse_failed_builds=True)
+        return JobOptions(variants=(s.variant,), boot=s.test is None, executor=s.executor,
+                          toolchain_image=image, reboot=rerun, boot_in=s.boot_in,
+                          patchset_dirs=s.patchset_dirs, cmake=s.cmake, timeout=s.timeout,
+                          results_dir=results, point=point, three_way=True, reuse_failed_builds=True)
 
     def _once(self, point: Point, image: str | None, results: Path, *, rerun: bool) -> StepOutcome:
         try:
-            done = run_pipeline(self._options(point, image, results, rerun), UI.silent())
+            done = run_job(self.settings.patchset, self.settings.workspace,
+                           self._options(point, image, results, rerun), UI.silent(),
+                           reproduce=("orch", "bisect"))
         except InputError as error:  # the patchsets do not apply here, or the point is unreadable
             return StepOutcome(SKIP, DOES_NOT_APPLY, detail=error.message)
         variant = done.report.variants[0]
         built = "cached" if variant.build.cached else "built"
-        booted = variant.run.status if variant.run.status in ("ran", "cached") else "-"
+        booted = variant.boot.status if variant.boot.status in ("ran", "cached") else "-"
         outcome = StepOutcome(GOOD, build="failed" if variant.build.status == "failed" else built,
                               boot=booted, image=_build_image(variant), build_seconds=variant.build.seconds,
-                              boot_seconds=variant.run.seconds)
+                              boot_seconds=variant.boot.seconds)
         if variant.build.status == "failed":
             outcome.build = "failed (cached)" if variant.build.cached else "failed"
             outcome.verdict = BAD if self.settings.build_failure == "bad" else SKIP
@@ -147,15 +148,16 @@ class PipelineOracle:
         if self.settings.test is not None:
             return self._run_test(done, variant, outcome)
         if variant.outcome == rep.ERROR:
-            raise InfraError(f"could not boot: {variant.run.message or variant.run.cause or 'error'}")
+            raise InfraError(f"could not boot: {variant.boot.message or variant.boot.cause or 'error'}")
         met = variant.outcome in (rep.EXPECTED, rep.PASSED)
         outcome.verdict = GOOD if met else BAD
-        outcome.cause = str(variant.verdict or "") + (f" ({variant.run.cause})" if variant.run.cause else "")
+        cause = f" ({variant.boot.cause})" if variant.boot.cause else ""
+        outcome.cause = str(variant.verdict or "") + cause
         return outcome
 
-    def _run_test(self, done: Outcome, variant: rep.VariantResult, outcome: StepOutcome) -> StepOutcome:
+    def _run_test(self, done: JobOutcome, variant: rep.VariantResult, outcome: StepOutcome) -> StepOutcome:
         assert self.settings.test is not None
-        env = {**self.settings.env, "ORCH_IMAGE": variant.build.image or "",
+        env = {**self.settings.env, "ORCH_IMAGE": variant.build.boot_image or "",
                "ORCH_BUILD_DIR": variant.build.build_dir or "", "ORCH_RESULTS": str(done.directory),
                "ORCH_VARIANT": variant.name, "ORCH_WORKSPACE": str(self.settings.workspace)}
         proc = subprocess.run(["sh", "-c", self.settings.test], cwd=self.settings.workspace, env=env,

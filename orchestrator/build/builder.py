@@ -139,6 +139,7 @@ class BuildContext:
     timeout: float | None = None  # seconds per variant build
     reuse_failures: bool = False  # a build that broke with the same inputs is not repeated (bisect)
     warn_checkouts: bool = True  # warn when a checkout is not at its pin (not when building a point)
+    three_way: bool = False  # apply the patchsets with git am --3way (orch bisect: other eras)
 
 
 @dataclass(frozen=True)
@@ -453,7 +454,7 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
                                           warn=ctx.ui.warn)
     if not ready:
         if plan.patchsets:
-            apply(variant.tree, plan.patchsets)
+            apply(variant.tree, plan.patchsets, three_way=ctx.three_way)
         mark_ready(variant, plan.tree_key)
     set_parameter_layer(variant, plan.params_key,
                         lambda tree: apply_values(tree, ctx.spec.params, plan.variant.params))
