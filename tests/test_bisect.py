@@ -307,3 +307,34 @@ def test_bisect_in_docker(fx: BisectFixture, capsys: pytest.CaptureFixture[str])
     assert record["culprit"]["commit"] == fx.culprit
     assert all(step["image"] == image for step in record["steps"])
     assert any(step["built"] == "built" for step in record["steps"])
+
+
+def test_bisect_on_a_loopback_dask_cluster(fx: BisectFixture, capsys: pytest.CaptureFixture[str],
+                                           tmp_path: Path) -> None:
+    """Two real workers, each with its own workspace: every search step judges two points at
+    once (a k-ary search), and the answer is the local one."""
+    from tests.support.cluster import loopback_cluster
+
+    s = fx.snapshots
+    with loopback_cluster(tmp_path / "cluster") as cluster:
+        cluster.add_worker("w1")
+        cluster.add_worker("w2")
+        cluster.wait_for_workers(2)
+        code, out, err = orch(capsys, *bisect_args(fx, "--good", s[0], "--bad", s[-1], "--cluster",
+                                                   cluster.address))
+        assert code == 0, out + err
+        assert "2 point(s) per step" in err
+        worked = [w for w in cluster.workers
+                  if list((w.directory / "workspaces").glob("*/.orch/bisect/remote/*"))]
+    record = latest(fx)
+    assert record["first_bad_manifest"]["rev"] == s[5] and record["culprit"]["commit"] == fx.culprit
+    by_rev = {step["rev"]: step for step in record["steps"]}
+    assert by_rev[s[3]]["cause"] == "patchset-does-not-apply"  # the oracle's skips, judged remotely
+    assert by_rev[fx.libs_commits["L2"]]["cause"] == "build-failed"
+    levels = {level["level"]: level for level in record["levels"]}
+    for level in levels.values():
+        steps = len({step["number"] for step in record["steps"] if step["level"] == level["level"]})
+        assert steps == level["steps"]
+        # two points per step: at most ceil(log3(N + 1)) steps, plus one per skip
+        assert math.ceil(steps / 2) <= math.ceil(math.log(level["points"] + 1, 3)) + level["skips"] + 1
+    assert len(worked) == 2  # both workers judged points

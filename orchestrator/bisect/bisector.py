@@ -13,14 +13,15 @@ from __future__ import annotations
 import math
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator import layout
 from orchestrator.bisect import candidates as cand
+from orchestrator.bisect import distribute
 from orchestrator.bisect.log import BisectLog, LogWriter
-from orchestrator.bisect.oracle import OracleSettings, PipelineOracle, StepOutcome
+from orchestrator.bisect.oracle import INFRA, OracleSettings, PipelineOracle, StepOutcome
 from orchestrator.bisect.record import (
     EXIT_CODES,
     MANIFEST_LEVEL,
@@ -34,6 +35,9 @@ from orchestrator.bisect.record import (
 from orchestrator.bisect.search import BAD, FOUND, GOOD, SKIP, Progress, SearchResult, Verdict, search
 from orchestrator.build.eras import choose_image
 from orchestrator.build.spec import BuildSpec, spec_for
+from orchestrator.cluster.engine import DaskEngine, Engine
+from orchestrator.cluster.fanout import ManifestPin, manifest_pin
+from orchestrator.cluster.task import PatchFile
 from orchestrator.errors import InputError
 from orchestrator.patchset.apply import load_patchset, patchset_search_path
 from orchestrator.ui import UI
@@ -60,6 +64,7 @@ class BisectRequest:
     width: int = 1  # points judged per search step (k-ary search; 1: binary)
     command: tuple[str, ...] = ()
     replay: BisectLog | None = None  # verdicts to read back instead of building
+    cluster: str | None = None  # a Dask scheduler: each step judges `width` points on its workers
 
 
 @dataclass
@@ -87,6 +92,10 @@ class _Run:
     ui: UI
     oracle: PipelineOracle
     judged: dict[tuple[str, str, str | None], StepRecord] = field(default_factory=dict)
+    engine: Engine | None = None  # --cluster: each search step's points on the workers at once
+    cluster_pin: ManifestPin | None = None
+    cluster_files: tuple[PatchFile, ...] = ()
+    pending: list[int] = field(default_factory=list)  # points of the batch being judged
 
 
 def bisect_dir(root: Path, run_id: str) -> Path:
@@ -110,15 +119,37 @@ def run_bisect(request: BisectRequest, ui: UI) -> BisectRecord:
     log = LogWriter(directory / "bisect.log", _start_args(request), shlex.join(request.command))
     record.log = str(directory / "bisect.log")
     run = _Run(request, workspace, spec, record, directory, log, ui, PipelineOracle(settings, ui))
-    if request.project is None:
-        _two_levels(run)
-    else:
-        _project_only(run)
+    engine = _connect(run) if request.cluster and request.replay is None else None
+    try:
+        if request.project is None:
+            _two_levels(run)
+        else:
+            _project_only(run)
+    finally:
+        if engine is not None:
+            engine.close()
     record.exit_code = EXIT_CODES[record.status]
     record.finished = datetime.now(UTC).isoformat(timespec="seconds")
     record.write(directory / "bisect.json")
     _link_latest(directory)
     return record
+
+
+def _connect(run: _Run) -> DaskEngine:
+    """--cluster: the engine, this workspace's manifest pins and the patchset files for the
+    workers, and the search width (one point per worker unless --width says otherwise)."""
+    from orchestrator.job import Options
+
+    assert run.request.cluster is not None
+    settings = run.request.settings
+    engine = DaskEngine(run.request.cluster)
+    run.engine = engine
+    run.cluster_pin = manifest_pin(Options(patchset=settings.patchset, workspace=settings.workspace))
+    run.cluster_files = distribute.shipped_files(settings)
+    if run.request.width <= 1:
+        run.request = replace(run.request, width=engine.workers())
+    run.ui.info(f"bisecting on {engine.describe()}: {run.request.width} point(s) per step")
+    return engine
 
 
 def _start_args(request: BisectRequest) -> dict[str, object]:
@@ -210,6 +241,8 @@ def _search_level(run: _Run, level: str, points: Sequence[LevelPoint],
                 f"and {points[-1].rev[:12]} (bad)")
 
     def probe(batch: Sequence[int]) -> dict[int, Verdict]:
+        if run.engine is not None and run.request.replay is None:
+            return _judge_on_cluster(run, level, batch, points, summary)
         # one after another: every point of a run shares the variant's tree (issue 16 runs a
         # batch on several workers, each with its own)
         return {index: _judge(run, level, index, points[index], summary) for index in batch}
@@ -228,15 +261,24 @@ def _search_level(run: _Run, level: str, points: Sequence[LevelPoint],
 
 
 def _judge(run: _Run, level: str, index: int, at: LevelPoint, summary: LevelSummary) -> Verdict:
-    number = len(run.record.steps) + 1
-    image = _image_for(run, at)
-    step = StepRecord(number, level, index, at.rev, at.subject, at.project, at.date,
-                      image=image[0], image_rule=image[1], pins=at.point.commits())
+    step, image = _new_step(run, level, index, at)
     if run.request.replay is not None:
         outcome = _replayed(run, step)
     else:
-        outcome = run.oracle.judge(at.point, image[0] if image[1] != "default" or run.request.image else None,
-                                   run.directory / "steps" / f"{number:02d}")
+        outcome = run.oracle.judge(at.point, image, run.directory / "steps" / f"{step.number:02d}")
+    return _record(run, step, outcome, summary)
+
+
+def _new_step(run: _Run, level: str, index: int, at: LevelPoint) -> tuple[StepRecord, str | None]:
+    """The step's record before judging, and the build image to ask for (None: the default)."""
+    number = len(run.record.steps) + 1 + len(run.pending)
+    image = _image_for(run, at)
+    step = StepRecord(number, level, index, at.rev, at.subject, at.project, at.date,
+                      image=image[0], image_rule=image[1], pins=at.point.commits())
+    return step, image[0] if image[1] != "default" or run.request.image else None
+
+
+def _record(run: _Run, step: StepRecord, outcome: StepOutcome, summary: LevelSummary) -> Verdict:
     _fill(step, outcome)
     run.record.steps.append(step)
     run.log.step(step)
@@ -245,8 +287,32 @@ def _judge(run: _Run, level: str, index: int, at: LevelPoint, summary: LevelSumm
     summary.skips += step.verdict == SKIP
     more = f": {step.detail}" if step.detail and step.verdict == SKIP else ""
     timing = f"{step.built} {step.build_seconds or 0:.1f} s" if step.built == "built" else step.built
-    run.ui.info(f"  {at.rev[:12]}: {step.verdict.upper()} {step.cause} ({timing}){more}")
+    run.ui.info(f"  {step.rev[:12]}: {step.verdict.upper()} {step.cause} ({timing}){more}")
     return Verdict(step.verdict, step.cause, step)
+
+
+def _judge_on_cluster(run: _Run, level: str, batch: Sequence[int], points: Sequence[LevelPoint],
+                      summary: LevelSummary) -> dict[int, Verdict]:
+    """One search step's points at once, one per worker (the k-ary search's batch)."""
+    assert run.engine is not None and run.cluster_pin is not None
+    steps: dict[int, tuple[StepRecord, str | None]] = {}
+    for index in batch:
+        steps[index] = _new_step(run, level, index, points[index])
+        run.pending.append(index)
+    tasks = {f"{level}-{index}": distribute.cluster_task(
+        run.record.id, f"{level}-{index}", run.request.settings, points[index].point, steps[index][1],
+        run.cluster_pin, run.cluster_files) for index in batch}
+    try:
+        results = {r.point_id: r for r in run.engine.run(list(tasks.values()))}
+    finally:
+        run.pending.clear()
+    verdicts = {}
+    for index in batch:
+        result = results.get(f"{level}-{index}")
+        outcome = distribute.outcome_of(result) if result is not None else StepOutcome(
+            SKIP, INFRA, detail="no result from the cluster", attempts=2)
+        verdicts[index] = _record(run, steps[index][0], outcome, summary)
+    return verdicts
 
 
 def _fill(step: StepRecord, outcome: StepOutcome) -> None:

@@ -21,6 +21,7 @@ from orchestrator.bisect.record import BisectRecord
 from orchestrator.build.spec import spec_for
 from orchestrator.cli.build import _positive
 from orchestrator.cli.common import workspace_root
+from orchestrator.cluster.engine import cluster_address
 from orchestrator.errors import InputError
 from orchestrator.patchset.apply import load_patchset, patchset_search_path
 from orchestrator.ui import UI, to_jsonable
@@ -66,6 +67,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         help="extra CMake option (repeatable)")
     parser.add_argument("--patchsets", action="append", default=[], metavar="DIR",
                         help="extra patchset directory (repeatable)")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="judge each step's points on a Dask cluster (tcp://host:8786; $ORCH_CLUSTER "
+                        "or `cluster` in .orch/config.toml): a k-ary search, one point per worker")
+    parser.add_argument("--width", type=_positive, default=1, metavar="N",
+                        help="points judged per step (default 1: binary search; --cluster: one per worker)")
     parser.add_argument("--replay", type=Path, metavar="FILE",
                         help="repeat a bisection from its log without building (its arguments by default)")
     parser.add_argument("--log", action="store_true", help="print the latest bisection's log")
@@ -113,7 +119,8 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         retries=args.retries, env=env)
     request = BisectRequest(settings, str(good), str(bad), project=args.project or start.get("project"),
                             image=args.image, command=("orch", *sys.argv[1:]) if sys.argv[1:] else ("orch",),
-                            replay=replay)
+                            replay=replay, width=args.width,
+                            cluster=cluster_address(args.cluster, env, root))
     record = run_bisect(request, ui)
     ui.result(to_jsonable(record), steps_table(record))
     if not ui.json:

@@ -88,4 +88,7 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    # run the imported module, not this __main__ copy: its records are the classes pickled
+    from orchestrator.sweep.distribute import main as _main
+
+    raise SystemExit(_main(sys.argv[1:]))
