@@ -138,13 +138,13 @@ def run_bisect(request: BisectRequest, ui: UI) -> BisectRecord:
 def _connect(run: _Run) -> DaskEngine:
     """--cluster: the engine, this workspace's manifest pins and the patchset files for the
     workers, and the search width (one point per worker unless --width says otherwise)."""
-    from orchestrator.job import Options
+    from orchestrator.job import JobOptions
 
     assert run.request.cluster is not None
     settings = run.request.settings
     engine = DaskEngine(run.request.cluster)
     run.engine = engine
-    run.cluster_pin = manifest_pin(Options(patchset=settings.patchset, workspace=settings.workspace))
+    run.cluster_pin = manifest_pin(settings.workspace, JobOptions())
     run.cluster_files = distribute.shipped_files(settings)
     if run.request.width <= 1:
         run.request = replace(run.request, width=engine.workers())
