@@ -117,7 +117,7 @@ def ensure_synced(workspace: Workspace, options: JobOptions, ui: UI) -> str:
     return "synced"
 
 
-def _load(patchset: str, options: JobOptions) -> tuple[BuildSpec, dict[str, list[Patchset]]]:
+def load_job(patchset: str, options: JobOptions) -> tuple[BuildSpec, dict[str, list[Patchset]]]:
     """The spec with the options applied and each variant's patchsets in apply order.
     Absolute paths: patches are applied (git am) from other working directories."""
     search_path = [p.resolve() for p in patchset_search_path(list(options.patchset_dirs), os.environ)]
@@ -137,7 +137,7 @@ def run_job(patchset: str, workspace: Path, options: JobOptions | None = None, u
     started_wall, started = datetime.now(UTC), time.monotonic()
     timings = _Timings()
     with timings.stage("check"):
-        spec, chains = _load(patchset, options)
+        spec, chains = load_job(patchset, options)
     with timings.stage("sync"):
         ws = Workspace(workspace)
         sync_state = ensure_synced(ws, options, ui)

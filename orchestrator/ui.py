@@ -140,6 +140,15 @@ class _RichTracker:
                 self.progress.update(t.id, total=total, completed=total, status=status)
 
 
+class _Console(Console):
+    """rich's console, except that a closed stdout (``orch status | head``) raises
+    BrokenPipeError for the CLI to end quietly with 0, where rich would exit 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 @dataclass
 class UI:
     """Where a command's human output goes. ``json`` mode keeps stdout for the JSON document."""
@@ -156,7 +165,7 @@ class UI:
         """Consoles for a command; ``color=False`` (``--no-color``, or NO_COLOR set) gives plain
         text for logs and pasting into reviews."""
         no_color = not color or None  # None: rich decides (it honours NO_COLOR and TTYs)
-        out = Console(file=sys.stdout, highlight=False, soft_wrap=True, no_color=no_color)
+        out = _Console(file=sys.stdout, highlight=False, soft_wrap=True, no_color=no_color)
         err = Console(file=sys.stderr, highlight=False, soft_wrap=True, no_color=no_color)
         return cls(out=out, err=err, quiet=quiet, json=json_mode, verbose=verbose)
 

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from orchestrator import __version__
 from orchestrator.cli import (
@@ -27,7 +28,7 @@ from orchestrator.cli import (
     upstream,
     worker,
 )
-from orchestrator.errors import EXIT_INTERRUPTED, EXIT_USAGE, OrchError
+from orchestrator.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, OrchError
 from orchestrator.ui import UI
 from orchestrator.workspace import gitops
 
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         description="Sync seL4 manifests, apply patchsets, build variants in Docker, boot them in QEMU.",
         epilog="exit codes: 0 ok/pass, 1 test failed or expectation unmet, 2 bad input, "
-        "125 could not test (infrastructure), 130 interrupted",
+        "125 could not test (infrastructure), 128 internal error (a bug in orch), 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"orch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -80,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.func(args, ui)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
         return code
     except OrchError as error:
         ui.error(error)
@@ -88,7 +90,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         ui.err.print("interrupted", style="bold red")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        return EXIT_USAGE
+        return _stdout_closed()
+    except Exception as error:  # a bug in orch: never exit 1 ("bad revision") for it
+        return _internal_error(error, args, list(argv) if argv is not None else sys.argv[1:])
+
+
+def _stdout_closed() -> int:
+    """The reader went away (``orch status | head``): exit 0 quietly. stdout is pointed at
+    /dev/null so the interpreter's last flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_OK
+
+
+def _internal_error(error: Exception, args: argparse.Namespace, argv: list[str]) -> int:
+    """One line on stderr naming the traceback file; exit 128 (aborts `git bisect run`)."""
+    from orchestrator.cli.common import workspace_root
+    from orchestrator.cli.crash import one_line, write_traceback
+
+    try:
+        root: Path | None = workspace_root(args)
+    except Exception:  # the workspace option itself may be what is broken
+        root = None
+    path = write_traceback(error, root, argv)
+    print(f"orch: internal error: {one_line(error)} (a bug in orch; traceback: {path})", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":
