@@ -79,6 +79,7 @@ TMP_DIR = Path(ORCH_DIR) / TMP
 
 # inside a project's git directory while sync moves its checkout
 CHECKOUT_JOURNAL = "orch-checkout"
+SPARSE_MARKER = "orch-sparse"  # in a project's git dir: the directories it is sparse on (JSON)
 
 # ref namespaces
 PINNED_REF = "refs/orch/pinned"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -125,19 +126,19 @@ class _RichTracker:
     progress: Progress
 
     def add(self, name: str, total: float | None = None) -> int:
-        return int(self.progress.add_task(name, total=total, status=""))
+        return int(self.progress.add_task(escape(name), total=total, status=""))
 
     def advance(self, task: int, amount: float = 1.0, status: str | None = None) -> None:
         if status is None:
             self.progress.advance(task, amount)  # type: ignore[arg-type]
         else:
-            self.progress.update(task, advance=amount, status=status)  # type: ignore[arg-type]
+            self.progress.update(task, advance=amount, status=escape(status))  # type: ignore[arg-type]
 
     def done(self, task: int, status: str) -> None:
         for t in self.progress.tasks:
             if t.id == task:
                 total = t.total or 1
-                self.progress.update(t.id, total=total, completed=total, status=status)
+                self.progress.update(t.id, total=total, completed=total, status=escape(status))
 
 
 class _Console(Console):
@@ -182,15 +183,15 @@ class UI:
     def info(self, message: str) -> None:
         """A progress note for people: stderr, so stdout stays clean for results and JSON."""
         if not self.quiet:
-            self.err.print(message, highlight=False)
+            self.err.print(escape(message), highlight=False)
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {message}", highlight=False)
+        self.err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
     def error(self, error: OrchError) -> None:
-        self.err.print(f"[bold red]error:[/] {error.message}", highlight=False, markup=True)
+        self.err.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False, markup=True)
         if error.hint:
-            self.err.print(f"[dim]hint: {error.hint}[/]", highlight=False)
+            self.err.print(f"[dim]hint: {escape(error.hint)}[/]", highlight=False)
 
     def result(self, data: Any, table: Table | str | None = None) -> None:
         """Print a command's result: JSON on stdout in --json mode, else the table."""

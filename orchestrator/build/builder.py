@@ -349,7 +349,7 @@ class _Log:
             elif progress := _NINJA_PROGRESS.match(line):
                 self.tracker.advance(self.task, 0, status=f"ninja {progress[1]}/{progress[2]}")
             if self.ui.verbose:
-                self.ui.info(f"[dim]{self.variant}:[/] {line}")
+                self.ui.info(f"{self.variant}: {line}")
 
 
 def _tail(log: Path, lines: int = LOG_TAIL_LINES) -> list[str]:

@@ -111,7 +111,8 @@ def handle_list(args: argparse.Namespace, ui: UI) -> int:
             continue
         rows.append({"name": name, "description": ps.description, "requires": ps.requires,
                      "projects": list(ps.projects), "directory": str(directory)})
-        table.add_row(name, ", ".join(ps.requires), "\n".join(ps.projects), ps.description, str(directory))
+        table.add_row(name, ", ".join(ps.requires), "\n".join(ps.projects), escape(ps.description),
+                      escape(str(directory)))
     ui.result({"search_path": [str(p) for p in search], "patchsets": rows},
               table if rows else "no patchsets found on " + os.pathsep.join(map(str, search)))
     broken = [row for row in rows if "error" in row]
@@ -132,7 +133,7 @@ def handle_show(args: argparse.Namespace, ui: UI) -> int:
             "requires": ps.requires, "patches": patches, "build": ps.build, "variants": ps.variants}
     table = _table(f"{ps.name}: {ps.description}", "project", "patch", "subject", "sha256")
     for p in patches:
-        table.add_row(p["project"], p["file"], p["subject"], p["sha256"][:12])
+        table.add_row(p["project"], escape(p["file"]), escape(p["subject"]), p["sha256"][:12])
     if ps.requires:
         table.caption = f"requires: {', '.join(ps.requires)}"
     ui.result(data, table)
@@ -155,9 +156,9 @@ def check_table(report: CheckReport) -> Table:
     for patch in report.patches:
         for i, hunk in enumerate(patch.hunks):
             style = _STATUS_STYLE[hunk.status]
-            result = f"[{style}]{hunk.status.value}[/]" + (f"\n{hunk.reason}" if hunk.reason else "")
+            result = f"[{style}]{hunk.status.value}[/]" + (f"\n{escape(hunk.reason)}" if hunk.reason else "")
             where = f"{patch.patchset}: {patch.project}\n{patch.patch}" if i == 0 else ""
-            table.add_row(where, f"{hunk.file}\n{hunk.header}", result)
+            table.add_row(escape(where), escape(f"{hunk.file}\n{hunk.header}"), result)
     return table
 
 
@@ -176,7 +177,7 @@ def handle_apply(args: argparse.Namespace, ui: UI) -> int:
         commits = "\n".join(f"{c.commit[:12]} {c.patchset}" for c in proj.commits) or "-"
         notes = [f"already applied: {', '.join(proj.already_applied)}"] if proj.already_applied else []
         notes += [f"3-way merged {m}" for m in proj.merged]
-        table.add_row(proj.project, proj.branch, commits, "\n".join(notes))
+        table.add_row(proj.project, proj.branch, commits, escape("\n".join(notes)))
     if report.noop:
         ui.info(f"{', '.join(report.patchsets)}: already applied, nothing to do")
     for proj in report.projects:

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.common import workspace_root
@@ -35,7 +36,7 @@ def status_table(rows: Sequence[ProjectStatus], applied: Mapping[str, Sequence[s
         dirty = f"{r.modified} modified, {r.untracked} untracked" if r.dirty else "clean"
         patchsets = ", ".join((applied or {}).get(r.path, [])) or "-"
         table.add_row(r.path, _short(r.pinned), head, dirty, str(r.local_commits), patchsets,
-                      "ok" if r.links_ok else "broken", "; ".join(r.problems))
+                      "ok" if r.links_ok else "broken", escape("; ".join(r.problems)))
     # never squeeze project paths and SHAs into "projects/se…" on a narrow or piped (80-column)
     # output: the notes column wraps instead
     table.columns[0].min_width = max((len(r.path) for r in rows), default=0)

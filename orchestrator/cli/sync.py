@@ -6,13 +6,14 @@ import argparse
 import os
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator import layout
 from orchestrator.cli.common import add_manifest_options, workspace_root
 from orchestrator.errors import InputError
 from orchestrator.ui import UI
-from orchestrator.workspace.sync import ManifestSource, SyncReport, Workspace, requested_source
+from orchestrator.workspace.sync import ManifestSource, SyncReport, Workspace, parse_sparse, requested_source
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -32,6 +33,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="also move projects with local changes/commits, after backing them up "
                         f"({layout.SYNC_BACKUP_PREFIX}<stamp> and a stash)")
+    parser.add_argument("--sparse", action="append", default=[], metavar="PATH=DIR[,DIR...]",
+                        help="check project PATH out sparsely: its top-level files and these directories "
+                        "(cone mode, sparse index; blobs elsewhere are never read). Remembered; also "
+                        f"[sparse] in {layout.ORCH_DIR}/{layout.CONFIG_FILE}. Repeatable")
+    parser.add_argument("--no-sparse", action="append", default=[], metavar="PATH",
+                        help="check project PATH out in full again (repeatable)")
+    parser.add_argument("--partial-clone", action=argparse.BooleanOptionalAction, default=None,
+                        help="clone new projects with --filter=blob:none (commits and trees only; blobs "
+                        "are fetched when checked out). Remembered")
     parser.set_defaults(func=handle)
 
 
@@ -47,14 +57,14 @@ def report_table(report: SyncReport) -> Table | str:
     for p in report.projects:
         if p.action != "unchanged":
             note = "; ".join(filter(None, [p.reason, *(f"backup: {b}" for b in p.backup)]))
-            table.add_row(p.path, p.action, (p.sha or "")[:12], note)
+            table.add_row(escape(p.path), p.action, (p.sha or "")[:12], escape(note))
     for link in report.links:
         if link.action != "unchanged":
-            table.add_row(link.dest, f"{link.kind} {link.action}", "", link.reason or "")
+            table.add_row(escape(link.dest), f"{link.kind} {link.action}", "", escape(link.reason or ""))
     for where in report.manifest_backup:
         table.add_row(f"{layout.ORCH_DIR}/{layout.MANIFEST_CHECKOUT}", "forced", "", f"backup: {where}")
     for orphan in report.orphans:
-        table.add_row(orphan, "orphaned", "", "no longer in the manifest; left in place")
+        table.add_row(escape(orphan), "orphaned", "", "no longer in the manifest; left in place")
     unchanged = sum(p.action == "unchanged" for p in report.projects)
     table.caption = f"{len(report.projects)} projects, {unchanged} unchanged"
     return table
@@ -68,7 +78,8 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
     groups = [g for g in args.groups.split(",") if g] if args.groups else None
     with ui.tracker() as tracker:
         report = ws.sync(source, jobs=args.jobs, mirror=ws.configured_mirror(args.mirror), force=args.force,
-                         groups=groups, tracker=tracker)
+                         groups=groups, tracker=tracker, sparse=parse_sparse(args.sparse),
+                         no_sparse=args.no_sparse, partial_clone=args.partial_clone)
     show_manifest_notes(ui, report.notice, report.warnings)
     ui.result({"nothing_to_do": report.nothing_to_do, "exit_code": report.exit_code, **vars_of(report)},
               report_table(report))

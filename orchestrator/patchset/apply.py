@@ -142,8 +142,16 @@ class _Repo:
         return self.run("diff", "--cached", "--name-only", "-z").split("\0")[:-1]
 
     def edited_files(self, paths: Iterable[str]) -> list[str]:
-        """Those of ``paths`` whose worktree content differs from the index (no git process)."""
-        entries = IndexFile(self.repo).entries
+        """Those of ``paths`` whose worktree content differs from the index (no git process,
+        except for a sparse index, which GitPython cannot read)."""
+        try:
+            entries = IndexFile(self.repo).entries
+        except Exception:  # GitPython refuses a sparse index's directory entries
+            wanted = sorted(paths)
+            if not wanted:
+                return []
+            out = self.run("diff", "--no-ext-diff", "--name-only", "-z", "--", *wanted)
+            return sorted(p for p in out.split("\0") if p)
         edited: list[str] = []
         for rel in sorted(paths):
             entry = entries.get((rel, 0))

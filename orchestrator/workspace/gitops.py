@@ -146,11 +146,16 @@ def fetch(git_dir: Path, source: str, refspecs: Sequence[str], *, what: str, dep
 
 
 def clone(source: str, dest: Path, *, what: str, shared: bool = False, depth: int | None = None,
-          tags: bool = True) -> None:
+          tags: bool = True, blobless: bool = False) -> None:
     """``git clone --no-checkout source dest`` (``GitCommandError`` on failure). With ``depth``
     a shallow clone of every branch; a local path becomes a ``file://`` URL then, because git
-    ignores ``--depth`` for plain local paths."""
+    ignores ``--depth`` (and ``--filter``) for plain local paths. ``blobless``: a partial clone
+    (``--filter=blob:none``: every commit and tree, blobs fetched when checked out)."""
     options = ["--shared"] if shared else []
+    if blobless:
+        options.append("--filter=blob:none")
+        if transport.transport_of(source) == "file" and not source.startswith("file://"):
+            source = Path(source).resolve().as_uri()
     if depth:
         options += [f"--depth={depth}", "--no-single-branch"]
         if transport.transport_of(source) == "file" and not source.startswith("file://"):

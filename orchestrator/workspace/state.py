@@ -43,7 +43,7 @@ class ManifestSource:
                 raise InputError(f"-b {revision}: a revision needs a manifest repository, "
                                  f"but {source} is a file")
             return cls(path=as_given(local), manifest_url=manifest_url)
-        if not local.is_dir() and not _looks_like_url(source):
+        if not local.is_dir() and not looks_like_url(source):
             raise InputError(f"-m {source}: no such manifest file or repository directory",
                              hint="give an XML file, a manifest repository directory, or a git URL")
         url = as_given(local) if local.is_dir() else source
@@ -76,7 +76,7 @@ def as_given(path: Path) -> str:
     return os.path.normpath(os.path.join(os.getcwd(), path))
 
 
-def _looks_like_url(source: str) -> bool:
+def looks_like_url(source: str) -> bool:
     """A git URL: ``scheme://...`` or scp-like ``[user@]host:path`` (what git itself accepts)."""
     if "://" in source:
         return True
@@ -105,6 +105,7 @@ class ProjectRecord:
     sync_s: bool = False
     sync_c: bool = False
     sync_tags: bool = True
+    sparse: list[str] | None = None  # checked out sparsely: top-level files plus these directories
 
     def to_project(self) -> Project:
         return Project(
@@ -138,6 +139,11 @@ class WorkspaceState:
     failed: dict[str, str] = field(default_factory=dict)
     """Manifest projects (path -> why) the last sync could not check out and that have no earlier
     good checkout: the workspace lacks them, so a build from it would be incomplete."""
+    sparse: dict[str, list[str]] = field(default_factory=dict)
+    """``--sparse`` as given so far (path -> directories), remembered for later syncs; each
+    project's record says what it was checked out with (``[sparse]`` in config.toml too)."""
+    partial_clone: bool = False
+    """New clones fetch commits and trees only (``--filter=blob:none``); blobs come on demand."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WorkspaceState:
@@ -145,7 +151,8 @@ class WorkspaceState:
         m["source"] = ManifestSource(**m["source"])
         projects = {k: ProjectRecord(**v) for k, v in data.get("projects", {}).items()}
         return cls(ManifestRecord(**m), projects, data.get("synced_at"), data.get("version", STATE_VERSION),
-                   dict(data.get("failed", {})))
+                   dict(data.get("failed", {})), {k: list(v) for k, v in data.get("sparse", {}).items()},
+                   bool(data.get("partial_clone", False)))
 
 
 def load_state(root: Path) -> WorkspaceState | None:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import shutil
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ from orchestrator.workspace.state import (
     ManifestSource,
     ProjectRecord,
     WorkspaceState,
+    atomic_write,
     load_state,
     save_state,
 )
@@ -239,6 +241,8 @@ class _Context:
     force: bool
     previous: dict[str, ProjectRecord]
     stamp: str
+    sparse: dict[str, list[str]] = field(default_factory=dict)
+    partial_clone: bool = False
 
 
 class Workspace:
@@ -409,8 +413,15 @@ class Workspace:
         force: bool = False,
         groups: Sequence[str] | None = None,
         tracker: Tracker = NULL_TRACKER,
+        sparse: Mapping[str, Sequence[str]] | None = None,
+        no_sparse: Sequence[str] = (),
+        partial_clone: bool | None = None,
     ) -> SyncReport:
-        """Bring every project to its pinned revision; see the module docstring for the rules."""
+        """Bring every project to its pinned revision; see the module docstring for the rules.
+
+        ``sparse`` (path -> directories) adds or changes sparse checkouts, ``no_sparse`` makes
+        those projects full again; both are remembered, like ``partial_clone`` (which applies to
+        projects cloned from now on)."""
         with self._lock():
             previous = self.load_state()
             if source is None:
@@ -429,13 +440,18 @@ class Workspace:
             if previous is None or previous.manifest.source != source:
                 early = WorkspaceState(record, old_projects, previous.synced_at if previous else None)
                 self.save_state(early)  # so the next sync reuses the new source even if this one dies
-            context = _Context(mirror, force, old_projects, datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ"))
+            remembered = self._remembered_sparse(manifest, previous, sparse or {}, no_sparse)
+            wanted_sparse = self._effective_sparse(manifest, remembered)
+            partial = bool(previous and previous.partial_clone) if partial_clone is None else partial_clone
+            context = _Context(mirror, force, old_projects, datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ"),
+                               wanted_sparse, partial)
             results = self._sync_projects(manifest.projects, context, jobs or os.cpu_count() or 2, tracker)
             by_path = {r.path: r for r in results}
             synced = [p for p in manifest.projects if by_path[p.path].action not in ("failed",)]
             links = self._sync_links(manifest.projects, by_path, old_projects)
             orphans = sorted(set(old_projects) - {p.path for p in manifest.projects})
-            state = WorkspaceState(record, {}, datetime.now(UTC).isoformat(timespec="seconds"))
+            state = WorkspaceState(record, {}, datetime.now(UTC).isoformat(timespec="seconds"),
+                                   sparse=remembered, partial_clone=partial)
             for p in manifest.projects:
                 result = by_path[p.path]
                 if result.action == "failed" and p.path in old_projects:
@@ -446,9 +462,52 @@ class Workspace:
                     state.projects[p.path] = self._record(p, result)
             report = SyncReport(self.root, source.describe(), commit, results, links, orphans,
                                 manifest_backup, manifest.notice, list(manifest.warnings))
-            if not report.nothing_to_do or previous is None or previous.manifest != record:
+            if (not report.nothing_to_do or previous is None or previous.manifest != record
+                    or previous.sparse != remembered or previous.partial_clone != partial):
                 self.save_state(state)
             return report
+
+    def configured_sparse(self) -> dict[str, list[str]]:
+        """``[sparse]`` in ``.orch/config.toml``: project path -> directories."""
+        config = layout.config_file(self.root)
+        if not config.is_file():
+            return {}
+        try:
+            table = tomllib.loads(config.read_text()).get("sparse", {})
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"{config}: {exc}") from None
+        if not isinstance(table, dict) or not all(
+                isinstance(v, list) and all(isinstance(d, str) for d in v) for v in table.values()):
+            raise InputError(f"{config}: [sparse] maps project paths to lists of directories",
+                             hint='e.g. "projects/vm-examples" = ["apps/Arm"]')
+        return {str(k).strip("/"): list(v) for k, v in table.items()}
+
+    def _remembered_sparse(self, manifest: Manifest, previous: WorkspaceState | None,
+                           given: Mapping[str, Sequence[str]], off: Sequence[str]) -> dict[str, list[str]]:
+        """``--sparse`` given now or before, less ``--no-sparse``; each a manifest project."""
+        paths = {p.path for p in manifest.projects}
+        configured = self.configured_sparse()
+        for path in [*given, *off]:
+            if path.strip("/") not in paths:
+                raise InputError(f"--sparse {path}: no such project path in the manifest",
+                                 hint="project paths: " + ", ".join(sorted(paths)[:8]))
+            if path.strip("/") in configured:
+                raise InputError(f"--sparse {path}: the project's sparse set is declared in "
+                                 f"{layout.config_file(self.root)}", hint="change it there")
+        remembered = {**(previous.sparse if previous else {}),
+                      **{k.strip("/"): _clean_sparse_dirs(f"--sparse {k}", v) for k, v in given.items()}}
+        for path in off:
+            remembered.pop(path.strip("/"), None)
+        return dict(sorted(remembered.items()))
+
+    def _effective_sparse(self, manifest: Manifest,
+                          remembered: Mapping[str, list[str]]) -> dict[str, list[str]]:
+        """Every sparse project: what was given on the command line, and ``[sparse]`` in
+        ``.orch/config.toml`` (which is read on every sync: remove a project there to make it
+        full again)."""
+        paths = {p.path for p in manifest.projects}
+        configured = {k: _clean_sparse_dirs(f"[sparse] {k}", v) for k, v in self.configured_sparse().items()}
+        return {path: dirs for path, dirs in {**remembered, **configured}.items() if path in paths}
 
     def _record(self, project: Project, result: ProjectResult) -> ProjectRecord:
         return ProjectRecord(
@@ -461,6 +520,7 @@ class Workspace:
             skipped=result.reason if result.action == "skipped" else None,
             clone_depth=project.clone_depth, sync_s=project.sync_s, sync_c=project.sync_c,
             sync_tags=project.sync_tags,
+            sparse=read_sparse_marker(self.git_dir(project.path)),
         )
 
     def _sync_projects(self, projects: Sequence[Project], context: _Context, jobs: int,
@@ -496,9 +556,10 @@ class Workspace:
             return ProjectResult(project.path, project.name, "failed", reason=gitops.stderr_of(error),
                                  exit_code=EXIT_CANNOT_TEST)
 
-    def _is_noop(self, project: Project, git_dir: Path, checkout: Path) -> bool:
+    def _is_noop(self, project: Project, git_dir: Path, checkout: Path, sparse: list[str] | None) -> bool:
         return (
             is_sha(project.revision)
+            and read_sparse_marker(git_dir) == sparse
             and (git_dir / "index").is_file()
             and not (git_dir / JOURNAL).exists()
             and (checkout / ".git").is_file()
@@ -509,7 +570,7 @@ class Workspace:
         git_dir = self.git_dir(project.path)
         checkout = self.checkout_dir(project.path)
         result = ProjectResult(project.path, project.name, "unchanged")
-        if self._is_noop(project, git_dir, checkout):
+        if self._is_noop(project, git_dir, checkout, ctx.sparse.get(project.path)):
             result.sha = project.revision
             return result
         gitfile = checkout / ".git"
@@ -523,7 +584,7 @@ class Workspace:
         mirror = find_mirror(ctx.mirror, project.name)
         sources = [str(mirror), "origin"] if mirror else ["origin"]
         if not git_dir.is_dir():
-            sha = self._clone_project(project, git_dir, mirror)
+            sha = self._clone_project(project, git_dir, mirror, partial=ctx.partial_clone)
             result.action = "cloned"
         else:
             sha = resolve_revision(git_dir, project.revision, upstream=project.upstream, sources=sources,
@@ -538,14 +599,16 @@ class Workspace:
         return result
 
     def _clone_into(self, git_dir: Path, source: str, *, shared: bool, what: str, depth: int | None = None,
-                    tags: bool = True) -> Path:
+                    tags: bool = True, blobless: bool = False) -> Path:
         """Clone ``source`` without a checkout into ``<git_dir>.partial``, then rename its git
-        directory into place: a git dir either exists complete or not at all."""
+        directory into place: a git dir either exists complete or not at all. ``blobless``: a
+        partial clone (``--filter=blob:none``; a local path goes through git's transport so
+        the filter applies)."""
         partial = git_dir.with_name(git_dir.name + ".partial-clone")
         shutil.rmtree(partial, ignore_errors=True)
         partial.parent.mkdir(parents=True, exist_ok=True)
         try:
-            gitops.clone(source, partial, what=what, shared=shared, depth=depth, tags=tags)
+            gitops.clone(source, partial, what=what, shared=shared, depth=depth, tags=tags, blobless=blobless)
         except GitCommandError as error:
             shutil.rmtree(partial, ignore_errors=True)
             raise clone_failure(what, source, error) from None
@@ -553,12 +616,13 @@ class Workspace:
         shutil.rmtree(partial, ignore_errors=True)
         return git_dir
 
-    def _clone_project(self, project: Project, git_dir: Path, mirror: Path | None) -> str:
+    def _clone_project(self, project: Project, git_dir: Path, mirror: Path | None, *, partial: bool) -> str:
         staging = git_dir.with_name(git_dir.name + ".partial")  # the not-yet-renamed git dir
         shutil.rmtree(staging, ignore_errors=True)
         depth = None if mirror else project.clone_depth  # a mirror is local: nothing to save
         self._clone_into(staging, str(mirror) if mirror else project.url, shared=mirror is not None,
-                         what=project.where, depth=depth, tags=project.sync_tags)
+                         what=project.where, depth=depth, tags=project.sync_tags,
+                         blobless=partial and mirror is None)
         try:
             if mirror is not None:
                 gitops.run(["remote", "set-url", "--", "origin", project.url], git_dir=staging)
@@ -585,13 +649,21 @@ class Workspace:
         interrupted = journal.exists()
         first = not (git_dir / "index").exists() or not (checkout / ".git").is_file()
         head = gitops.read_head(git_dir)
-        if not first and not interrupted and head == sha:
+        sparse = ctx.sparse.get(project.path)
+        resparse = read_sparse_marker(git_dir) != sparse
+        if not first and not interrupted and head == sha and not resparse:
             gitops.run(["update-ref", PINNED_REF, sha], git_dir=git_dir)
             result.action = "unchanged"
             return result
         if interrupted:
             lock = git_dir / "index.lock"
             lock.unlink(missing_ok=True)  # left by the git we were running when killed
+        remake_index = resparse and sparse is not None and (first or interrupted)
+        if remake_index and (git_dir / "index").is_file():
+            # a checkout that failed half-way (say, on a blob the repository lacks) left a full
+            # index: narrow it first, so what lies outside the sparse set is no "change" to keep
+            with contextlib.suppress(GitCommandError):
+                set_sparse(git_dir, checkout, sparse)
         problems: list[str] = []
         modified = untracked = 0
         if not first:
@@ -613,8 +685,17 @@ class Workspace:
             result.reason = ", ".join(problems) if problems else "an interrupted checkout"
         journal.write_text(sha + "\n")  # only its existence matters
         gitops.write_gitfile(checkout, git_dir)
-        gitops.run(["checkout", "-q", *(["-f"] if first else []), "--detach", sha], git_dir=git_dir,
-                   cwd=checkout)
+        if remake_index:
+            # that index still names blobs outside the sparse set, which may be missing: start
+            # the index afresh from the pinned tree (the work was backed up above)
+            (git_dir / "index").unlink(missing_ok=True)
+        if resparse or first:
+            set_sparse(git_dir, checkout, sparse)
+            if resparse and result.reason is None:
+                result.reason = (f"sparse: {', '.join(sparse) or 'top-level files only'}"
+                                 if sparse is not None else "full checkout again (was sparse)")
+        gitops.run(["checkout", "-q", *(["-f"] if first or remake_index else []), "--detach", sha],
+                   git_dir=git_dir, cwd=checkout)
         if result.action != "cloned":  # a fresh clone set it already
             gitops.run(["update-ref", PINNED_REF, sha], git_dir=git_dir)
         journal.unlink()
@@ -775,6 +856,61 @@ class Workspace:
         declaration, _, rest = xml.partition("\n")
         note = f"<!-- relative remotes were resolved against {base.replace('--', '- -')} -->"
         return f"{declaration}\n{note}\n{rest}"
+
+
+def read_sparse_marker(git_dir: Path) -> list[str] | None:
+    """The directories the checkout was last made sparse on, ``None`` for a full checkout."""
+    try:
+        value = json.loads((git_dir / layout.SPARSE_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return [str(x) for x in value] if isinstance(value, list) else None
+
+
+def set_sparse(git_dir: Path, checkout: Path, directories: list[str] | None) -> None:
+    """Make the checkout sparse on ``directories`` (cone mode with a sparse index: the
+    top-level files plus those directories; blobs elsewhere are never read, so they may be
+    missing from the repository), or full again with ``None`` (the promisor setting stays:
+    blobs are then fetched from origin)."""
+    marker = git_dir / layout.SPARSE_MARKER
+    if directories is None:
+        if marker.exists():
+            gitops.run(["sparse-checkout", "disable"], git_dir=git_dir, cwd=checkout)
+        marker.unlink(missing_ok=True)
+        return
+    # git tolerates a missing blob outside the sparse set only in a promisor repository (as a
+    # partial clone is): say origin promises them, so they are fetched if ever needed
+    for key, value in (("core.repositoryformatversion", "1"), ("extensions.partialClone", "origin"),
+                       ("remote.origin.promisor", "true")):
+        gitops.run(["config", key, value], git_dir=git_dir)
+    gitops.run(["sparse-checkout", "set", "--cone", "--sparse-index", "--", *directories],
+               git_dir=git_dir, cwd=checkout)
+    atomic_write(marker, json.dumps(directories) + "\n")
+
+
+def parse_sparse(items: Sequence[str]) -> dict[str, list[str]]:
+    """``--sparse PATH=DIR[,DIR...]`` (an empty list: the top-level files only)."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        path, eq, dirs = item.partition("=")
+        if not eq or not path.strip("/"):
+            raise InputError(f"--sparse {item}: expected PROJECT_PATH=DIR[,DIR...]",
+                             hint="e.g. --sparse projects/vm-examples=apps/Arm")
+        out[path.strip("/")] = [d for d in dirs.split(",") if d]
+    return out
+
+
+def _clean_sparse_dirs(where: str, directories: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for raw in directories:
+        directory = raw.strip().strip("/")
+        parts = directory.split("/")
+        if not directory or any(p in ("", ".", "..") for p in parts) or directory.startswith("-") \
+                or any(c in directory for c in "*?[]!\\"):
+            raise InputError(f"{where}: sparse directory '{raw}' must be a plain relative directory "
+                             "inside the project")
+        out.append(directory)
+    return sorted(set(out))
 
 
 def _gitfile_points_at(gitfile: Path, git_dir: Path) -> bool:
