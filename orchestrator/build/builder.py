@@ -46,6 +46,7 @@ from orchestrator.runtime.base import (
     RuntimeInfo,
     Step,
 )
+from orchestrator.workspace import gitops
 from orchestrator.workspace.manifest import FileLink
 from orchestrator.workspace.state import recorded_manifest
 from orchestrator.workspace.tree import SourceTree
@@ -319,7 +320,20 @@ def _binds(ctx: BuildContext, variant: VariantTree, plan: _Plan) -> list[Bind]:
     ]
     if plan.images_dir is not None:
         binds.append(Bind(plan.images_dir.resolve(), read_only=True))
-    return binds
+    return binds + alternates_binds(ctx.root, [p.path for p in ctx.tree.projects.values()])
+
+
+def alternates_binds(root: Path, paths: Sequence[str]) -> list[Bind]:
+    """Read-only binds of the object directories the projects' git dirs borrow through
+    alternates (a ``--mirror`` workspace), at the same paths: git inside the container (seL4's
+    memoize step runs ``git diff HEAD``) then sees every object, and the build cache is used."""
+    inside = root.resolve()
+    seen: list[Path] = []
+    for path in paths:
+        for objects in gitops.alternate_object_dirs(layout.project_git_dir(root, path)):
+            if objects not in seen and not objects.resolve().is_relative_to(inside):
+                seen.append(objects)
+    return [Bind(objects, read_only=True) for objects in seen]
 
 
 _NINJA_PROGRESS = re.compile(r"\[(\d+)/(\d+)\] ")  # ninja's "[12/345] Building C object ..."

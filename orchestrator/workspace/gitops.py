@@ -283,3 +283,26 @@ def backup_work(git_dir: Path, checkout: Path, *, head: str | None, dirty: bool,
         sha = run(["rev-parse", "refs/stash"], git_dir=git_dir)
         saved.append(f"stash {sha} ('{message}' in git stash list)")
     return saved
+
+
+def alternate_object_dirs(git_dir: Path) -> list[Path]:
+    """The object directories ``git_dir`` borrows from (``objects/info/alternates``, followed
+    through the alternates' own alternates), as written there: a build container must see
+    them at those same paths, or git inside it finds no objects (``bad object HEAD``)."""
+    out: list[Path] = []
+    pending = [git_dir / "objects"]
+    while pending:
+        objects = pending.pop()
+        try:
+            lines = (objects / "info" / "alternates").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            alternate = Path(os.path.normpath(objects / line)) if not os.path.isabs(line) else Path(line)
+            if alternate not in out and alternate.is_dir():
+                out.append(alternate)
+                pending.append(alternate)
+    return out
