@@ -65,6 +65,7 @@ class JobOptions:
     cmake: tuple[str, ...] = ()  # extra -DNAME=value options for every variant
     params: tuple[str, ...] = ()  # NAME=VALUE: declared [params] for every variant
     timeout: float | None = None  # per boot, seconds
+    fail_grace: float = 2.0  # seconds the console is read on after a fail verdict
     results_dir: Path | None = None  # default: .orch/results/<job id>/
     at: str | None = None  # a manifest repository revision whose pins to build
     pins: tuple[str, ...] = ()  # PATH=REV, one project at another commit
@@ -167,7 +168,8 @@ def run_job(patchset: str, workspace: Path, options: JobOptions | None = None, u
     boots = BootStage()
     if options.boot:
         settings = BootSettings(root=ws.root, boot_in=options.boot_in, executor=options.executor,
-                                jobs=options.boot_jobs, timeout=options.timeout, reboot=options.reboot)
+                                jobs=options.boot_jobs, timeout=options.timeout, reboot=options.reboot,
+                                fail_grace=options.fail_grace)
         boots = boot_builds([b for b in builds if b.ok and b.boot_image is not None], spec, settings, ui)
         timings.add("boot_stage", boots.seconds)
         timings.add("qemu", boots.qemu_seconds)

@@ -27,7 +27,7 @@ def boot_key(spec: RunSpec, boot_image_sha256: str, runtime: Runtime) -> str:
         "simulate": spec.simulate.read_text(errors="replace") if spec.simulate else None,
         "rules": [sha256_file_or_none(p) for p in spec.rules],
         "timeout": spec.timeout, "boot_timeout": spec.boot_timeout, "login": to_jsonable(spec.login),
-        "launcher": runtime.describe(), "orch": __version__,
+        "launcher": runtime.describe(), "orch": __version__, "fail_grace": spec.fail_grace,
     }
     return json_digest(data)
 

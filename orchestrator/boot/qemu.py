@@ -28,6 +28,7 @@ from orchestrator.boot.console import (
     RuleSet,
     parse_guest_memory,
     rules_for,
+    strip_ansi,
 )
 from orchestrator.boot.platform import load_platform
 from orchestrator.digest import sha256_file_or_none
@@ -80,6 +81,10 @@ class RunSpec:
     # Set (e.g. by a SIGINT handler) to stop the boot as Ctrl-C does, even when the
     # KeyboardInterrupt itself was swallowed (Python drops it when it lands in a finaliser).
     cancel: threading.Event | None = None
+    # After a fail verdict the console is read this much longer (seconds) before QEMU is
+    # stopped: the lines a maintainer wants in a bug report (the reservation address, the
+    # init_ram assertion) come just after the decisive one. The verdict time is unchanged.
+    fail_grace: float = 2.0
 
 
 # -- the QEMU command ---------------------------------------------------------------------------
@@ -222,6 +227,8 @@ class RunRecord:
     duration: float = 0.0
     console_log: str | None = None
     record: str | None = None
+    after_verdict: list[str] = field(default_factory=list)
+    """Console lines printed in the grace period after a fail verdict (ANSI stripped)."""
 
     @property
     def exit_code(self) -> int:
@@ -423,6 +430,7 @@ class _Attempt:
     stopped_at: float
     session: Session | None = None
     memory: GuestMemory | None = None
+    after_verdict: list[str] = field(default_factory=list)
 
 
 def _start_qemu(runtime: Runtime, argv: list[str], cwd: Path, image_dir: Path) -> Process:
@@ -445,6 +453,7 @@ def _attempt(spec: RunSpec, ruleset: RuleSet, argv: list[str], cwd: Path, runtim
     timed_out = False
     session: Session | None = None
     memory: GuestMemory | None = None
+    after: list[str] = []
     try:
         while decisive is None and not console.exited():
             deadline = spec.timeout if matcher.booted else min(spec.timeout, spec.boot_timeout)
@@ -461,6 +470,8 @@ def _attempt(spec: RunSpec, ruleset: RuleSet, argv: list[str], cwd: Path, runtim
             observer.progress(verdict_at, matcher, force=True)
             if decisive.kind == "pass" and spec.login is not None and console.stdout_open:
                 session, memory = run_login_session(console, spec.login)
+            elif decisive.kind != "pass":
+                after = _read_grace(console, spec.fail_grace, decisive.line)
     finally:
         if not console.stdout_open:  # QEMU closed its console: let it finish exiting by itself
             process.wait(1.0)
@@ -474,8 +485,26 @@ def _attempt(spec: RunSpec, ruleset: RuleSet, argv: list[str], cwd: Path, runtim
         exit_status=process.returncode, killed=killed,
         stderr=console.stderr.decode(errors="replace"),
         console_bytes=len(console.raw), stopped_at=stopped_at, session=session, memory=memory,
+        after_verdict=after,
     )
     return attempt, matcher
+
+
+GRACE_LINES = 40  # at most this many lines after the verdict go into the record
+
+
+def _read_grace(console: _Console, seconds: float, decisive_line: str) -> list[str]:
+    """Keep reading the console for ``seconds`` after a fail verdict (the raw bytes go to
+    console.log as ever); the lines after the decisive one, ANSI stripped, for the record."""
+    end = console.now() + max(seconds, 0.0)
+    while console.now() < end and not console.exited():
+        console.pump(min(0.25, end - console.now()))
+    text = strip_ansi(bytes(console.raw).decode(errors="replace").replace("\r", ""))
+    lines = [line.rstrip() for line in text.split("\n")]
+    at = next((i for i, line in enumerate(lines) if line.strip() == decisive_line.strip()), None)
+    if at is None:
+        return []
+    return [line for line in lines[at + 1:] if line.strip()][:GRACE_LINES]
 
 
 # -- judging an attempt --------------------------------------------------------------------------
@@ -528,6 +557,7 @@ def _judge(attempt: _Attempt, matcher: ConsoleMatcher, record: RunRecord) -> Non
         record.matched_at = round(d.time, 3)
         record.verdict_at = round(attempt.verdict_at or d.time, 3)
         record.session, record.guest_memory = attempt.session, attempt.memory
+        record.after_verdict = attempt.after_verdict
     elif attempt.timed_out:
         record.verdict = "timeout"
         record.cause = "test-timeout" if matcher.booted else "boot-timeout"

@@ -36,6 +36,7 @@ class BootSettings:
     jobs: int = 0  # 0: every variant at once
     timeout: float | None = None
     reboot: bool = False  # boot again even when an identical boot is cached
+    fail_grace: float = 2.0  # seconds the console is read on after a fail verdict
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ def boot_runtime(settings: BootSettings, toolchain_image: str) -> Runtime:
 _MEMORY_IN_SCRIPT = re.compile(r"-m\s+(?:size=)?([0-9]+[MGK]?)\b")
 
 
-def run_spec_for(build: BuildResult, platform: str, timeout: float | None) -> RunSpec:
+def run_spec_for(build: BuildResult, platform: str, timeout: float | None,
+                 fail_grace: float = 2.0) -> RunSpec:
     """How to boot a build: its ``simulate`` script when orch can read it, else the platform's
     QEMU command with the memory the script names."""
     assert build.boot_image is not None
@@ -83,13 +85,14 @@ def run_spec_for(build: BuildResult, platform: str, timeout: float | None) -> Ru
             memory = found.group(1) if found else None
             simulate = None
     extra: dict[str, Any] = {"timeout": timeout} if timeout else {}
-    return RunSpec(image=build.boot_image, platform=platform, simulate=simulate, memory=memory, **extra)
+    return RunSpec(image=build.boot_image, platform=platform, simulate=simulate, memory=memory,
+                   fail_grace=fail_grace, **extra)
 
 
 def boot(build: BuildResult, spec: BuildSpec, settings: BootSettings, runtime: Runtime, ui: UI,
          on_milestone: Callable[[str, float], None] | None = None) -> Boot:
     """Boot one build, or reuse an identical earlier boot."""
-    run_spec = run_spec_for(build, spec.platform, settings.timeout)
+    run_spec = run_spec_for(build, spec.platform, settings.timeout, settings.fail_grace)
     image_sha = sha256_file_or_none(run_spec.image) or ""
     directory = boot_dir(settings.root, boot_key(run_spec, image_sha, runtime))
     if not settings.reboot:

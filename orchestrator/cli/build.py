@@ -72,6 +72,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         help="set a parameter the patchset declares ([params.NAME]) for every variant, "
                         "e.g. mempool=96M (repeatable); applied as a generated commit on top of the patches")
     parser.add_argument("--timeout", type=float, metavar="SECONDS", help="per-boot timeout")
+    parser.add_argument("--fail-grace", type=float, default=2.0, metavar="SECONDS",
+                        help="after a fail verdict, keep reading the console this long for the lines "
+                        "that follow (default 2; the verdict time is unchanged)")
     parser.add_argument("--results", type=Path, metavar="DIR",
                         help="write the reports here instead of .orch/results/<job>/")
     parser.add_argument("--point", action="append", default=[], metavar="ID",
@@ -120,6 +123,7 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         cmake=tuple(args.cmake),
         params=tuple(args.params),
         timeout=args.timeout,
+        fail_grace=max(0.0, args.fail_grace),
         results_dir=args.results,
         at=args.at,
         pins=tuple(args.pin),

@@ -62,6 +62,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="extra console rule file (TOML), checked before the platform's (repeatable)")
     judge.add_argument("--timeout", metavar="S", type=float, default=DEFAULTS.timeout,
                        help=f"whole-run timeout in seconds (default: {DEFAULTS.timeout:g})")
+    judge.add_argument("--fail-grace", metavar="S", type=float, default=DEFAULTS.fail_grace,
+                       help="after a fail verdict, keep reading the console this long (default: "
+                       f"{DEFAULTS.fail_grace:g}; the verdict time is unchanged)")
     judge.add_argument("--boot-timeout", metavar="S", type=float, default=DEFAULTS.boot_timeout,
                        help=f"seconds for seL4 itself to come up (default: {DEFAULTS.boot_timeout:g})")
     session = parser.add_argument_group("login session after a pass")
@@ -106,6 +109,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     return RunSpec(
         image=image, platform=args.platform, memory=args.memory, qemu=args.qemu, extra_args=extra,
         simulate=simulate, rules=tuple(args.rules), timeout=args.timeout, boot_timeout=args.boot_timeout,
+        fail_grace=max(0.0, args.fail_grace),
         login=login, output_dir=args.output or _default_output(args, image),
         runtime=make_runtime("docker", args.docker_image) if args.docker_image else None,
     )

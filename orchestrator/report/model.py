@@ -61,6 +61,7 @@ class BootSummary:
     guest: GuestMemory | None = None
     console_log: str | None = None
     message: str | None = None
+    after_verdict: list[str] = field(default_factory=list)  # console lines after a fail verdict
 
 
 @dataclass
@@ -202,6 +203,7 @@ def boot_summary(record: RunRecord | None, cached: bool, status: str = "ran") ->
                           guest.buff_cache_mib, guest.available_mib) if guest else None,
         console_log=record.console_log,
         message=record.error,
+        after_verdict=list(record.after_verdict),
     )
 
 

@@ -24,6 +24,7 @@ from orchestrator.report.model import (
     FAILED,
     PASSED,
     UNEXPECTED,
+    BootSummary,
     JobReport,
     VariantResult,
 )
@@ -168,6 +169,15 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def markdown_after_verdict(name: str, boot: BootSummary) -> list[str]:
+    """The decisive line and the console lines that followed it (a fail verdict's grace
+    period: the reservation address, the assertion), as a quotable block."""
+    if not boot.after_verdict:
+        return []
+    body = [line.replace("`" * 3, "'" * 3) for line in (boot.matched or "", *boot.after_verdict)]
+    return ["", f"`{name}`: the console from the decisive line on:", "", "`" * 3 + "text", *body, "`" * 3]
+
+
 def markdown(report: JobReport) -> str:
     """A summary ready to paste into an upstream PR: the table, the inputs' sources, how to
     reproduce."""
@@ -190,6 +200,8 @@ def markdown(report: JobReport) -> str:
                      f"frame size from {m.frame_size_source or 'unknown'}; "
                      f"mempool from {m.mempool_source or 'unknown'}; "
                      f"VMM ELF: {v.vmm.file or 'not found'}")
+    for v in report.variants:
+        lines += markdown_after_verdict(v.name, v.boot)
     lines += [
         "",
         "Estimated allocator metadata = guest RAM / frame size x 2 nodes x 120 bytes "
