@@ -6,6 +6,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from orchestrator.analysis import elf
 from orchestrator.analysis.elf import find_symbol_in_file, iter_elf_files, section_size, vmm_static
 from tests.conftest import require_tools
 
@@ -67,7 +70,7 @@ def test_scan_prefers_the_linked_component_and_ignores_references(tmp_path: Path
     (build / "other").mkdir()
     compile_c("gcc", USER_ONLY, build / "other" / "user.o", "-c")  # references, defines nothing
     compile_c("gcc", CAMKES_LIKE, build / "obj" / "pool.o", "-c")  # defines it, but not linked
-    linked = compile_c("gcc", CAMKES_LIKE, build / "vm0.instance.bin", "-O0")
+    linked = compile_c("gcc", CAMKES_LIKE, build / "vm0", "-O0")  # not named as a component: all scanned
     (build / "notes.txt").write_text("allocator_mempool is not an ELF here")
     static = vmm_static(build)
     assert static.mempool is not None
@@ -106,4 +109,24 @@ def test_scan_prefers_the_component_program_over_its_copies(tmp_path: Path) -> N
     static = vmm_static(tmp_path)
     assert static.mempool is not None and static.mempool.file == linked
     assert static.where == "vm0.instance.bin, section align_12bit"
-    assert len(static.candidates) == 3
+    assert static.candidates == (linked,) and static.scanned == "components"
+
+
+def test_only_the_component_programs_are_read_when_the_build_names_some(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    require_tools("gcc")
+    linked = compile_c("gcc", CAMKES_LIKE, tmp_path / "vm0.instance.bin", "-O0")
+    (tmp_path / "libs").mkdir()
+    for i in range(5):  # objects and tools a real build leaves beside it
+        shutil.copy(linked, tmp_path / "libs" / f"tool{i}")
+    opened: list[Path] = []
+    real = elf.find_symbol_in_file
+    monkeypatch.setattr(elf, "find_symbol_in_file", lambda p, n: opened.append(p) or real(p, n))
+    static = vmm_static(tmp_path)
+    assert static.mempool is not None and static.mempool.file == linked
+    assert opened == [linked]
+    # no component program defines the pool: every ELF file is scanned, as before
+    linked.unlink()
+    opened.clear()
+    static = vmm_static(tmp_path)
+    assert static.scanned == "all" and static.mempool is not None and len(opened) == 5

@@ -5,7 +5,8 @@ CAmkES gives every VMM component a static allocator pool (camkes-vm's
 ``align_12bit``, 80 MiB unless ``vmX.allocator_mempool_size`` says otherwise). Its real size is
 the symbol's ``st_size`` in the component's ELF. This module finds that ELF by scanning a build
 directory for ELF files that define the symbol, and reports the size, the file and section it
-was found in, and the size of that component's ``.bss``.
+was found in, and the size of that component's ``.bss``. Only the component programs the
+build names (``*.instance.bin``) are read when there are any.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class VmmStatic:
     mempool: SymbolHit | None
     bss_size: int | None  # size of .bss in the file the pool was found in
     candidates: tuple[Path, ...] = ()  # every ELF that defined the symbol (the first is used)
+    scanned: str = "components"  # which files were read: the component programs, or all ELF files
 
     @property
     def where(self) -> str:
@@ -151,18 +153,34 @@ def find_symbol(
     return sorted(hits, key=lambda h: _preference(h, hints))
 
 
+def component_programs(build_dir: Path) -> list[Path]:
+    """The component programs a CAmkES build names (``<instance>.instance.bin``), found by
+    name alone: no file is opened, so this costs one directory walk."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(build_dir):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        found += [Path(dirpath, n) for n in sorted(filenames) if n.endswith(CAMKES_COMPONENT_SUFFIX)]
+    return [p for p in found if not p.is_symlink() and p.is_file()]
+
+
 def vmm_static(
     build_dir: Path, names: Sequence[str] = MEMPOOL_SYMBOLS, hints: Sequence[str] = ("vm0", "vm")
 ) -> VmmStatic:
-    """Scan a build directory for the VMM component's ELF and read its pool and .bss sizes."""
+    """Read the VMM component's pool and .bss sizes from its ELF: only the component programs
+    the build names are read (a CAmkES build has thousands of other ELF files: objects,
+    libraries, tools); a build without them (not CAmkES) has every ELF file scanned."""
     if not build_dir.is_dir():
         return VmmStatic(mempool=None, bss_size=None)
-    hits = find_symbol(iter_elf_files(build_dir), names, hints)
+    hits = find_symbol(component_programs(build_dir), names, hints)
+    scanned = "components"
     if not hits:
-        return VmmStatic(mempool=None, bss_size=None)
+        hits, scanned = find_symbol(iter_elf_files(build_dir), names, hints), "all"
+    if not hits:
+        return VmmStatic(mempool=None, bss_size=None, scanned=scanned)
     best = hits[0]
     return VmmStatic(
         mempool=best,
         bss_size=section_size(best.file, ".bss"),
         candidates=tuple(h.file for h in hits),
+        scanned=scanned,
     )
