@@ -363,3 +363,25 @@ def test_build_row_shows_the_step_and_ninjas_progress() -> None:
     log(b"::orch-step:: configure\n-- Configuring done\n[1/20] Building C object a.o\n[20/2")
     log(b"0] Linking C executable capdl-loader\n")
     assert statuses == ["configuring", "ninja 1/20", "ninja 20/20"]
+
+
+def test_identical_inputs_under_another_name_share_the_build(ws: BuildWorkspace) -> None:
+    variant = ws.spec().variant("4k")
+    first = build_variant(context(ws), variant, ws.chain(["vm-2g"]))
+    renamed = replace(variant, name="same-as-4k")
+    again = build_variant(context(ws), renamed, ws.chain(["vm-2g"]))
+    assert again.cached and again.ok and again.output_dir == first.output_dir
+    assert again.metadata["inputs_hash"] == first.metadata["inputs_hash"]
+
+
+def test_rebuild_never_overwrites_a_successful_build(ws: BuildWorkspace) -> None:
+    variant = ws.spec().variant("4k")
+    first = build_variant(context(ws), variant, ws.chain(["vm-2g"]))
+    assert first.image is not None
+    before = first.image.read_bytes()
+    forced = build_variant(context(ws, rebuild=True), variant, ws.chain(["vm-2g"]))
+    assert forced.ok and not forced.cached
+    assert forced.output_dir != first.output_dir and forced.output_dir.name.startswith(first.output_dir.name)
+    assert first.image.read_bytes() == before and (first.output_dir / "metadata.json").is_file()
+    # the next run reuses a build of those inputs, without building again
+    assert build_variant(context(ws), variant, ws.chain(["vm-2g"])).cached

@@ -25,7 +25,7 @@ import re
 import shutil
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -223,23 +223,62 @@ def _plan(ctx: BuildContext, shared: _Shared, variant: VariantSpec, patchsets: S
 
 
 def _cached(ctx: BuildContext, plan: _Plan) -> BuildResult | None:
-    """The earlier successful build with the same inputs, if its files are all still there."""
+    """The earlier successful build with the same inputs, if its files are all still there:
+    this variant's own, else one made under another variant name (builds are keyed by their
+    inputs only, and the variant name is none of them)."""
     try:
-        metadata = json.loads((plan.output_dir / METADATA_NAME).read_text())
+        own: dict[str, Any] = json.loads((plan.output_dir / METADATA_NAME).read_text())
+    except (OSError, ValueError):
+        own = {}
+    if (own.get("inputs_hash") == plan.inputs_hash and own.get("status") == "fail" and ctx.reuse_failures
+            and own.get("failed_step")):
+        return _result(ctx, plan, own, cached=True, log_tail=_tail(plan.output_dir / "build.log"))
+    key = plan.output_dir.name
+    others = sorted(plan.output_dir.parent.parent.glob(f"*/{key}*/{METADATA_NAME}"))
+    for directory in [plan.output_dir, *(m.parent for m in others if m.parent != plan.output_dir)]:
+        metadata = _valid_build(directory, plan.inputs_hash)
+        if metadata is None:
+            continue
+        hit = replace(plan, output_dir=directory)
+        if directory.parent == plan.output_dir.parent:
+            _link_latest(directory)
+        return _result(ctx, hit, metadata, cached=True)
+    return None
+
+
+def _valid_build(directory: Path, inputs_hash: str) -> dict[str, Any] | None:
+    """``directory``'s metadata when it holds a successful build of ``inputs_hash`` with every
+    artifact still there."""
+    try:
+        metadata: dict[str, Any] = json.loads((directory / METADATA_NAME).read_text())
     except (OSError, ValueError):
         return None
-    if metadata.get("inputs_hash") != plan.inputs_hash:
-        return None
-    if metadata.get("status") == "fail" and ctx.reuse_failures and metadata.get("failed_step"):
-        return _result(ctx, plan, metadata, cached=True, log_tail=_tail(plan.output_dir / "build.log"))
-    if metadata.get("status") != "pass":
+    if metadata.get("status") != "pass" or metadata.get("inputs_hash") != inputs_hash:
         return None
     for artifact in metadata.get("artifacts", []):
-        path = plan.output_dir / artifact["name"]
+        path = directory / artifact["name"]
         if not path.is_file() or path.stat().st_size != artifact["size"]:
             return None
-    _link_latest(plan.output_dir)
-    return _result(ctx, plan, metadata, cached=True)
+    return metadata
+
+
+def fresh_output_dir(plan: _Plan) -> _Plan:
+    """Where a (re)build of ``plan`` goes: its usual directory unless that holds an earlier
+    successful build (which a results directory may refer to: never overwritten); then the
+    first free ``<key>.<n>``."""
+    directory = plan.output_dir
+    n = 1
+    while _holds_a_good_build(directory):
+        directory = plan.output_dir.with_name(f"{plan.output_dir.name}.{n}")
+        n += 1
+    return plan if directory == plan.output_dir else replace(plan, output_dir=directory)
+
+
+def _holds_a_good_build(directory: Path) -> bool:
+    try:
+        return bool(json.loads((directory / METADATA_NAME).read_text()).get("status") == "pass")
+    except (OSError, ValueError):
+        return False
 
 
 def _result(ctx: BuildContext, plan: _Plan, metadata: dict[str, Any], *, cached: bool,
@@ -441,6 +480,7 @@ def _run_variant(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Track
         return hit
     if shared.cancel.is_set():
         raise _Interrupted()
+    plan = fresh_output_dir(plan)
     with variant_lock(ctx.root, name):
         try:
             result = _build_in_tree(ctx, shared, plan, tracker, task)
