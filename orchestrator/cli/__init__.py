@@ -16,6 +16,7 @@ from orchestrator import __version__
 from orchestrator.cli import (
     bisect,
     build,
+    gc,
     image,
     manifest,
     matrix,
@@ -33,7 +34,7 @@ from orchestrator.ui import UI
 from orchestrator.workspace import gitops
 
 COMMAND_MODULES = (sync, status, manifest, patchset, build, sweep, bisect, run, report, image, worker, matrix,
-                   upstream)
+                   upstream, gc)
 
 
 def common_options() -> argparse.ArgumentParser:

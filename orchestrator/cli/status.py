@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.common import workspace_root
+from orchestrator.gc import collect
 from orchestrator.patchset.apply import applied_patchsets
 from orchestrator.ui import UI
 from orchestrator.workspace.sync import ProjectStatus, Workspace
@@ -48,4 +50,15 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
     workspace = Workspace.open(workspace_root(args))
     rows = workspace.status()
     ui.result(rows, status_table(rows, applied_patchsets(workspace.tree())))
+    if not ui.json:
+        ui.info(disk_line(workspace.root))
     return 0
+
+
+def disk_line(root: Path) -> str:
+    """``disk: variant trees 3.1 GiB, builds ...`` for .orch/ (what `orch gc` can free)."""
+    items = collect.inventory(root)
+    parts = [f"{kind} {collect.human(sum(i.size for i in items if i.kind == kind))}"
+             for kind in collect.KINDS if any(i.kind == kind for i in items)]
+    total = collect.human(sum(i.size for i in items))
+    return f"disk (.orch/): {', '.join(parts) or 'nothing built yet'}; total {total}"
