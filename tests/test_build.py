@@ -26,6 +26,7 @@ from orchestrator.build.builder import (
     BuildResult,
     build_variant,
     build_variants,
+    source_date_epoch,
 )
 from orchestrator.build.spec import VariantSpec, override
 from orchestrator.build.variant_tree import worktrees_of
@@ -383,5 +384,9 @@ def test_rebuild_never_overwrites_a_successful_build(ws: BuildWorkspace) -> None
     assert forced.ok and not forced.cached
     assert forced.output_dir != first.output_dir and forced.output_dir.name.startswith(first.output_dir.name)
     assert first.image.read_bytes() == before and (first.output_dir / "metadata.json").is_file()
+    assert first.metadata["reproducible"] is None, "a first build has nothing to compare with"
+    assert forced.metadata["reproducible"] == {"compared_with": first.output_dir.name, "identical": True,
+                                               "differ": []}
+    assert source_date_epoch(ws.tree)["SOURCE_DATE_EPOCH"].isdigit()
     # the next run reuses a build of those inputs, without building again
     assert build_variant(context(ws), variant, ws.chain(["vm-2g"])).cached

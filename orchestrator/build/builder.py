@@ -531,7 +531,8 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
             workdir=variant.build.resolve(),
             steps=_steps(plan.options, configure),
             output=_Log(handle, ctx.ui, plan.variant.name, tracker, task),
-            env={"SEL4_CACHE_DIR": str(layout.sel4_cache_dir(ctx.root).resolve())},
+            env={"SEL4_CACHE_DIR": str(layout.sel4_cache_dir(ctx.root).resolve()),
+                 **source_date_epoch(ctx.tree)},
             binds=_binds(ctx, variant, plan),
             labels={LABEL_VARIANT: plan.variant.name, LABEL_WORKSPACE: str(ctx.root.resolve())},
             timeout=ctx.timeout,
@@ -564,10 +565,39 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
     metadata = _metadata(ctx, plan, shared, job, status=status, start=start, end=end,
                          failed_step=failed_step, artifacts=artifacts, configured=configure,
                          incremental=not configure)
+    if status == "pass":
+        metadata["reproducible"] = compare_with_earlier(plan, artifacts)
     (plan.output_dir / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n")
     if status == "pass":
         _link_latest(plan.output_dir)
     return _result(ctx, plan, metadata, cached=False, log_tail=tail if status != "pass" else [])
+
+
+def source_date_epoch(tree: SourceTree) -> dict[str, str]:
+    """``SOURCE_DATE_EPOCH`` for the build: the newest commit time of the kernel (else the first
+    project) at its pin, so compilers and archivers that honour it (``__DATE__``, ``__TIME__``)
+    write the same bytes on every rebuild. Empty when git cannot tell."""
+    checkouts = sorted(tree.projects.values(), key=lambda c: c.path != "kernel")
+    if not checkouts:
+        return {}
+    first = checkouts[0]
+    stamp = gitops.try_run(["log", "-1", "--format=%ct", first.pinned], cwd=first.directory)
+    return {"SOURCE_DATE_EPOCH": stamp} if stamp and stamp.isdigit() else {}
+
+
+def compare_with_earlier(plan: _Plan, artifacts: Sequence[Artifact]) -> dict[str, Any] | None:
+    """For a rebuild of inputs built before (``<key>.<n>`` beside ``<key>``): whether each
+    artifact came out bit-identical to that earlier successful build's; None for a first build."""
+    base = plan.output_dir.parent / plan.output_dir.name.split(".")[0]
+    earlier = sorted((d for d in plan.output_dir.parent.glob(base.name + "*")
+                      if d != plan.output_dir and _valid_build(d, plan.inputs_hash) is not None),
+                     key=lambda d: d.stat().st_mtime)
+    if not earlier:
+        return None
+    before = {a["name"]: a["sha256"] for a in (_valid_build(earlier[-1], plan.inputs_hash) or {}).get(
+        "artifacts", [])}
+    differ = sorted(a.name for a in artifacts if a.name in before and before[a.name] != a.sha256)
+    return {"compared_with": earlier[-1].name, "identical": not differ, "differ": differ}
 
 
 def _shared(ctx: BuildContext) -> _Shared:
