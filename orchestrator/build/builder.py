@@ -62,7 +62,8 @@ from orchestrator.build.variant_tree import (
     workspace_links,
 )
 
-RECIPE_VERSION = 1  # bump when the build commands change, to invalidate every cache entry
+RECIPE_VERSION = 2  # bump when the build commands change, to invalidate every cache entry
+# 2: qemu-arm-virt (AArch64) dumps its DTB without QEMU's random seeds (deterministic_dtb_options)
 LOG_TAIL_LINES = 20
 METADATA_NAME = "metadata.json"  # the build record, beside the artifacts
 LOG_NAME = "build.log"
@@ -447,8 +448,9 @@ def _metadata(ctx: BuildContext, plan: _Plan, shared: _Shared, job: Job, *, stat
         "artifacts": [{"name": a.name, "sha256": a.sha256, "size": a.size} for a in artifacts],
         "log": LOG_NAME,
         "reproducer": ctx.runtime.reproducer(
-            Job(name=job.name, workdir=job.workdir, steps=_steps(plan.options, True), output=job.output,
-                env=job.env, binds=job.binds)),
+            Job(name=job.name, workdir=job.workdir, output=job.output, env=job.env, binds=job.binds,
+                steps=[*([s for s in job.steps if s.name == "configure"] or _steps(plan.options, True)[:1]),
+                       Step("build", ("ninja",))])),
     }
 
 
@@ -529,7 +531,8 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
         job = Job(
             name=plan.variant.name,
             workdir=variant.build.resolve(),
-            steps=_steps(plan.options, configure),
+            steps=_steps([*plan.options, *deterministic_dtb_options(ctx.spec.platform, plan.options,
+                                                                    variant.base)], configure),
             output=_Log(handle, ctx.ui, plan.variant.name, tracker, task),
             env={"SEL4_CACHE_DIR": str(layout.sel4_cache_dir(ctx.root).resolve()),
                  **source_date_epoch(ctx.tree)},
@@ -571,6 +574,43 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
     if status == "pass":
         _link_latest(plan.output_dir)
     return _result(ctx, plan, metadata, cached=False, log_tail=tail if status != "pass" else [])
+
+
+QEMU_DTB_WRAPPER = """#!/bin/sh
+# Written by orch. seL4's qemu-arm-virt build runs QEMU once (-machine ...,dumpdtb=FILE) to get
+# the board's device tree; QEMU >= 7.1 puts a random rng-seed and kaslr-seed into /chosen, so
+# every build embeds a different DTB. This adds dtb-randomness=off to that one call (when the
+# QEMU knows it) and runs qemu-system-aarch64 unchanged otherwise.
+case "$*" in
+*dumpdtb=*)
+    if qemu-system-aarch64 -machine virt,help 2>/dev/null | grep -q dtb-randomness; then
+        for arg in "$@"; do
+            shift
+            case "$arg" in *dumpdtb=*) arg="$arg,dtb-randomness=off" ;; esac
+            set -- "$@" "$arg"
+        done
+    fi ;;
+esac
+exec qemu-system-aarch64 "$@"
+"""
+
+
+def deterministic_dtb_options(platform: str, options: Sequence[str], base: Path) -> list[str]:
+    """For an AArch64 qemu-arm-virt build: ``-DQEMU_BINARY`` naming a small wrapper (written
+    under the variant's directory, which the container sees at the same path) that dumps the
+    DTB without QEMU's random seeds, the one source of difference between two builds of the
+    same inputs found on vm_minimal (40 bytes of /chosen). Other platforms: nothing."""
+    if platform != "qemu-arm-virt" or not any(o.startswith("-DAARCH64=") and not o.endswith(("=0", "=OFF"))
+                                              for o in options):
+        return []
+    if any(o.startswith("-DQEMU_BINARY=") for o in options):
+        return []  # the user chose one
+    wrapper = base.resolve() / "orch-qemu" / "qemu-system-aarch64"
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
+    if not wrapper.is_file() or wrapper.read_text() != QEMU_DTB_WRAPPER:
+        wrapper.write_text(QEMU_DTB_WRAPPER)
+        wrapper.chmod(0o755)
+    return [f"-DQEMU_BINARY={wrapper}"]
 
 
 def source_date_epoch(tree: SourceTree) -> dict[str, str]:
