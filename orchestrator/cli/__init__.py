@@ -7,34 +7,37 @@ sets ``func`` on its parser to a handler ``(args, ui) -> exit code``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator import __version__
-from orchestrator.cli import (
-    bisect,
-    build,
-    gc,
-    image,
-    manifest,
-    matrix,
-    patchset,
-    report,
-    run,
-    status,
-    sweep,
-    sync,
-    upstream,
-    worker,
-)
 from orchestrator.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, OrchError
-from orchestrator.ui import UI
-from orchestrator.workspace import gitops
 
-COMMAND_MODULES = (sync, status, manifest, patchset, build, sweep, bisect, run, report, image, worker, matrix,
-                   upstream, gc)
+# command -> the module under orchestrator.cli that registers it, imported only when needed:
+# `orch --version` and `orch sync` do not pay for Docker, QEMU or dask imports
+COMMANDS: dict[str, str] = {
+    "sync": "sync", "status": "status", "manifest": "manifest", "patchset": "patchset",
+    "build": "build", "sweep": "sweep", "run": "run", "report": "report", "image": "image",
+    "worker": "worker", "matrix": "matrix", "upstream": "upstream", "bisect": "bisect", "gc": "gc",
+    "clean": "gc",
+}
+_VALUE_OPTIONS = frozenset({"-w", "--workspace"})  # global options that take a value
+
+
+def wanted_command(argv: Sequence[str]) -> str | None:
+    """The command named on the command line (the first word that is not an option)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _VALUE_OPTIONS:
+            skip = True
+        elif arg == "--" or not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -52,7 +55,8 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv`` naming a command, only that command's module is imported."""
     common = common_options()
     parser = argparse.ArgumentParser(
         prog="orch",
@@ -63,17 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"orch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMAND_MODULES:
-        module.register(sub, common)
+    wanted = wanted_command(argv) if argv is not None else None
+    modules = [COMMANDS[wanted]] if wanted else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
+        importlib.import_module(f"orchestrator.cli.{name}").register(sub, common)
     return parser
 
 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if "--version" in words and wanted_command(words) is None:
+        print(f"orch {__version__}")  # before any import: start-up is the whole cost
+        return 0
+    from orchestrator.ui import UI
+    from orchestrator.workspace import gitops
+
     gitops.drop_repository_env(os.environ)  # e.g. GIT_DIR, exported by `git bisect run`
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser = build_parser(words)
+    args = parser.parse_args(words)
     ui = UI.create(
         quiet=getattr(args, "quiet", False),
         json_mode=getattr(args, "json", False),
