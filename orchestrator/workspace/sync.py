@@ -189,6 +189,8 @@ def resolve_revision(git_dir: Path, revision: str, *, upstream: str | None, sour
             if gitops.has_commit(git_dir, revision):
                 return revision
         raise missing
+    if _HEX_PREFIX.match(revision) and (known := resolve_unambiguous(git_dir, revision, where=where)):
+        return known  # an abbreviated SHA already here names the same commit for ever: no fetch
     for remote_ref, local_ref in _ref_candidates(revision):
         if fetch_branches:
             try:
