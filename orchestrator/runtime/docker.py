@@ -412,8 +412,9 @@ class DockerRuntime:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InfraError(
                 f"build image {self.image} is not available locally and pulling it failed: {reason[:200]}",
-                hint="build it offline with `orch image build` (it tags the image under this name), "
-                "or choose another with --image",
+                hint=("build one offline with `orch image build` and use it with --image "
+                      "orch-toolchain:camkes (the tag it makes; `orch image build --tag "
+                      f"{self.image}` to use this name), or choose another with --image"),
             ) from None
 
     def _environment(self, job: Job) -> dict[str, str]:
