@@ -11,6 +11,8 @@ import enum
 import io
 import json
 import sys
+import threading
+import time
 import types
 import typing
 from collections.abc import Iterator
@@ -102,23 +104,54 @@ class _NullTracker:
         pass
 
 
+HEARTBEAT_SECONDS = 30.0
+
+
 @dataclass
 class _PlainTracker:
-    """One line per finished task, for logs and pipes."""
+    """One line per finished task, for logs and pipes; and every ``heartbeat`` seconds one line
+    per task still running (elapsed time and its last status, e.g. ninja's [n/m]), so a CI log
+    never sits silent for minutes."""
 
     console: Console
     names: dict[int, str] = field(default_factory=dict)
+    heartbeat: float = HEARTBEAT_SECONDS
+    started: dict[int, float] = field(default_factory=dict)
+    status: dict[int, str] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def add(self, name: str, total: float | None = None) -> int:
-        task = len(self.names) + 1
-        self.names[task] = name
+        with self.lock:
+            task = len(self.names) + 1
+            self.names[task] = name
+            self.started[task] = time.monotonic()
         return task
 
     def advance(self, task: int, amount: float = 1.0, status: str | None = None) -> None:
-        pass
+        if status is not None:
+            with self.lock:
+                self.status[task] = status
 
     def done(self, task: int, status: str) -> None:
+        with self.lock:
+            self.started.pop(task, None)
         self.console.print(f"{self.names.get(task, '?')}: {status}", highlight=False, markup=False)
+
+    def beat(self) -> None:
+        """One line per running task."""
+        now = time.monotonic()
+        with self.lock:
+            running = [(t, now - s) for t, s in self.started.items()]
+        for task, elapsed in running:
+            minutes, seconds = divmod(int(elapsed), 60)
+            note = self.status.get(task)
+            self.console.print(f"{self.names.get(task, '?')}: running {minutes}m{seconds:02d}s"
+                               + (f" ({note})" if note else ""), highlight=False, markup=False)
+
+    def run_heartbeat(self) -> None:
+        while not self.stop.wait(self.heartbeat):
+            self.beat()
 
 
 @dataclass
@@ -207,7 +240,14 @@ class UI:
         if self.quiet:
             yield _NullTracker()
         elif not self.err.is_terminal:
-            yield _PlainTracker(self.err)
+            plain = _PlainTracker(self.err)
+            beater = threading.Thread(target=plain.run_heartbeat, name="orch-heartbeat", daemon=True)
+            beater.start()
+            try:
+                yield plain
+            finally:
+                plain.stop.set()
+                beater.join(timeout=1.0)
         else:
             progress = Progress(
                 TextColumn("{task.description}"),
