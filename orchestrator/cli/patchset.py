@@ -226,6 +226,10 @@ def handle_import(args: argparse.Namespace, ui: UI) -> int:
     ui.result({"name": ps.name, "directory": str(ps.directory),
                "patches": [{"project": r.project, "file": r.file, "sha256": r.sha256} for r in ps.patches()]},
               table)
+    build = ps.build
+    ui.info(f"[build]: app {build.get('app')}, platform {build.get('platform')}, cmake "
+            f"{' '.join(build.get('cmake', []))}; variants {', '.join(ps.variants)} "
+            f"(edit {ps.config_path} to change)")
     ui.info(_after_import(ps.name, target, _search_path(args)))
     return EXIT_OK
 

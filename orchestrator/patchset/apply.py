@@ -39,6 +39,7 @@ from orchestrator.patchset.config import (
     resolve,
     write_config,
 )
+from orchestrator.patchset.derive import derive_build
 from orchestrator.patchset.dryrun import (
     CheckReport,
     HunkResult,
@@ -824,6 +825,10 @@ def import_patchset(
             path.write_bytes(data)
             refs.append(PatchRef(proj, file_name, sha256_file(path), path))
         patchset.projects[proj] = refs
+    touched = [change.path for refs in patchset.projects.values() for ref in refs
+               for change in parse_patch_file(ref.path).changes]
+    derived = derive_build(name, list(patchset.requires), touched)
+    patchset.build, patchset.variants = derived.build, derived.variants
     write_config(patchset)
     return patchset
 
