@@ -11,13 +11,10 @@ import pytest
 
 from orchestrator.build.builder import alternates_binds
 from orchestrator.cli import main
-from orchestrator.runtime.executor import Bind, Job, Step, make_executor
-from tests import test_build_docker
+from orchestrator.runtime import make_runtime
+from orchestrator.runtime.base import Bind, Job, Step
 from tests.support.git import git, make_upstream
 from tests.support.seed import make_seed_server
-
-client = test_build_docker.client  # the same fixtures: a Docker engine and the build image
-image = test_build_docker.image
 
 
 @pytest.fixture
@@ -62,7 +59,7 @@ def test_a_workspace_without_a_mirror_binds_nothing_more(tmp_path: Path,
 
 
 @pytest.mark.docker
-def test_the_container_reads_the_mirror_objects(mirrored: tuple[Path, Path], image: str) -> None:
+def test_the_container_reads_the_mirror_objects(mirrored: tuple[Path, Path], build_image: str) -> None:
     ws, _ = mirrored
     binds = alternates_binds(ws, projects_of(ws))
     packs = [str(p) for b in binds for p in sorted(b.path.rglob("*")) if p.is_file()][:20]
@@ -71,6 +68,6 @@ def test_the_container_reads_the_mirror_objects(mirrored: tuple[Path, Path], ima
     job = Job(name="orch-test-alternates", workdir=ws, output=output.extend,
               steps=[Step("read", ("sh", "-c", "cat \"$@\" > /dev/null && echo readable", "sh", *packs))],
               binds=[Bind(ws.resolve()), *binds])
-    outcome = make_executor("docker", image).run(job)
+    outcome = make_runtime("docker", build_image).run(job)
     assert outcome.exit_code == 0, output.decode(errors="replace")
     assert b"readable" in output
