@@ -40,3 +40,37 @@ def test_paths_name_the_app_and_platform() -> None:
     assert (derived.build["app"], derived.build["platform"]) == ("vm_multi", "odroidc2")
     derived = derive_build("k", [], ["src/arch/arm/kernel/vspace.c"])
     assert derived.build["app"] == "vm_minimal" and "shipped" in derived.reason
+
+
+def test_check_suggests_the_requires_a_patch_was_made_on(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+    import json
+
+    from tests.support.git import git
+    from tests.support.seed import DEVICES, make_seed_server
+
+    ws = tmp_path / "ws"
+    assert main(["sync", "-q", "-m", str(make_seed_server(tmp_path)), "-w", str(ws)]) == EXIT_OK
+    assert main(["patchset", "apply", "vm-2g", "-w", str(ws)]) == EXIT_OK
+    examples = ws / "projects/vm-examples"
+    devices = examples / DEVICES
+    devices.write_text(devices.read_text().replace("#define VM_RAM_SIZE 0x80000000",
+                                                   "#define VM_RAM_SIZE 0x60000000"))
+    git(examples, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am",
+        "vm_minimal: 1.5 GiB guest")
+    patch = git(examples, "format-patch", "-1", "--stdout", "HEAD") + "\n"
+    assert main(["patchset", "revert", "--all", "-w", str(ws)]) == EXIT_OK
+    mine = tmp_path / "mine" / "smaller"
+    (mine / "projects/vm-examples").mkdir(parents=True)
+    (mine / "projects/vm-examples/0001-smaller.patch").write_text(patch)
+    digest = hashlib.sha256(patch.encode()).hexdigest()
+    (mine / "patchset.toml").write_text(
+        f'[[projects."projects/vm-examples".patches]]\nfile = "0001-smaller.patch"\nsha256 = "{digest}"\n')
+    capsys.readouterr()
+    code = main(["patchset", "check", "smaller", "--patchsets", str(mine.parent), "-w", str(ws), "--json"])
+    out, _ = capsys.readouterr()
+    assert code == 1
+    assert json.loads(out)["suggested_requires"] == ["vm-2g"], "largepage brings vm-2g: vm-2g suffices"
+    code = main(["patchset", "check", "smaller", "--patchsets", str(mine.parent), "-w", str(ws)])
+    assert code == 1 and 'requires = ["vm-2g"]' in capsys.readouterr().err

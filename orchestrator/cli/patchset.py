@@ -15,6 +15,7 @@ from orchestrator.cli.common import workspace_root
 from orchestrator.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, InputError
 from orchestrator.patchset import apply as lib
 from orchestrator.patchset.dryrun import CheckReport, Status
+from orchestrator.patchset.suggest import missing_requires
 from orchestrator.ui import UI
 from orchestrator.workspace.tree import SourceTree
 
@@ -164,8 +165,15 @@ def check_table(report: CheckReport) -> Table:
 
 def handle_check(args: argparse.Namespace, ui: UI) -> int:
     chain = lib.resolve(args.names, _search_path(args))
-    report = lib.check(_tree(args), chain)
-    ui.result({"ok": report.ok, "patches": report.patches}, check_table(report))
+    tree = _tree(args)
+    report = lib.check(tree, chain)
+    suggested = [] if report.ok else missing_requires(tree, chain, report, _search_path(args))
+    ui.result({"ok": report.ok, "patches": report.patches, "suggested_requires": suggested},
+              check_table(report))
+    if suggested:
+        ui.info(f"hint: with {', '.join(suggested)} applied first every patch applies: add "
+                f"requires = [{', '.join(repr(n).replace(chr(39), chr(34)) for n in suggested)}] to "
+                f"{chain[-1].config_path} if {chain[-1].name} builds on it")
     return EXIT_OK if report.ok else EXIT_FAIL
 
 
