@@ -378,12 +378,12 @@ def test_identical_inputs_under_another_name_share_the_build(ws: BuildWorkspace)
 def test_rebuild_never_overwrites_a_successful_build(ws: BuildWorkspace) -> None:
     variant = ws.spec().variant("4k")
     first = build_variant(context(ws), variant, ws.chain(["vm-2g"]))
-    assert first.image is not None
-    before = first.image.read_bytes()
+    assert first.boot_image is not None
+    before = first.boot_image.read_bytes()
     forced = build_variant(context(ws, rebuild=True), variant, ws.chain(["vm-2g"]))
     assert forced.ok and not forced.cached
     assert forced.output_dir != first.output_dir and forced.output_dir.name.startswith(first.output_dir.name)
-    assert first.image.read_bytes() == before and (first.output_dir / "metadata.json").is_file()
+    assert first.boot_image.read_bytes() == before and (first.output_dir / "metadata.json").is_file()
     assert first.metadata["reproducible"] is None, "a first build has nothing to compare with"
     assert forced.metadata["reproducible"] == {"compared_with": first.output_dir.name, "identical": True,
                                                "differ": []}
