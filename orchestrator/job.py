@@ -37,6 +37,7 @@ from orchestrator.patchset.apply import (
 )
 from orchestrator.report import model, store
 from orchestrator.runtime import make_runtime
+from orchestrator.sweep.results import MeasuredCost, measured_cost
 from orchestrator.ui import UI
 from orchestrator.workspace.point import Point, PointTree, prepare, resolve_point
 from orchestrator.workspace.state import recorded_manifest
@@ -165,6 +166,7 @@ def run_job(patchset: str, workspace: Path, options: JobOptions | None = None, u
     timings.add("build_tools", sum(b.duration or 0.0 for b in builds if not b.cached))
     with timings.stage("analysis"):
         analyses = {b.variant: analyse(b, spec, ws.root) for b in builds if b.ok}
+        measured = measured_cost(ws.root)
     boots = BootStage()
     if options.boot:
         settings = BootSettings(root=ws.root, boot_in=options.boot_in, executor=options.executor,
@@ -174,7 +176,8 @@ def run_job(patchset: str, workspace: Path, options: JobOptions | None = None, u
         timings.add("boot_stage", boots.seconds)
         timings.add("qemu", boots.qemu_seconds)
     with timings.stage("report"):
-        variants = [_variant_result(v.name, chains[v.name], v.expect, build, boots, analyses, options.boot)
+        variants = [_variant_result(v.name, chains[v.name], v.expect, build, boots, analyses, options.boot,
+                                    measured)
                     for v, build in zip(spec.variants, builds, strict=True)]
         job_id = started_wall.strftime("%Y%m%d-%H%M%S") + f"-{patchset}"
         directory = _results_directory(ws.root, job_id, options.results_dir)
@@ -199,7 +202,7 @@ def run_job(patchset: str, workspace: Path, options: JobOptions | None = None, u
 
 def _variant_result(name: str, patchsets: Sequence[Patchset], expect: model.Expectation | None,
                     build: BuildResult, boots: BootStage, analyses: Mapping[str, Analysis],
-                    booted: bool) -> model.VariantResult:
+                    booted: bool, measured: MeasuredCost | None = None) -> model.VariantResult:
     done = boots.boots.get(name)
     result = model.VariantResult(
         name=name,
@@ -209,7 +212,8 @@ def _variant_result(name: str, patchsets: Sequence[Patchset], expect: model.Expe
         boot=model.boot_summary(done.record, done.cached) if done else model.BootSummary(
             "not-run" if not booted else "skipped"),
         vmm=model.vmm_summary(analyses.get(name)),
-        memory=model.memory_summary(analyses.get(name)),
+        memory=model.memory_summary(analyses.get(name), *(
+            (measured.bytes_per_frame, measured.source) if measured else ())),
         build_record=build.metadata,
         boot_record=done.record.to_dict() if done else {},
     )

@@ -152,3 +152,38 @@ def test_orch_build_set_builds_one_point(synced: tuple[Workspace, Path], capsys:
     assert main([*base, "--set", "mempool=33M", "--set", "ram=512M"]) == 0
     assert "PASS" in capsys.readouterr().out
     assert os.path.isdir(workspace.root / ".orch/variants/vmm/build")
+
+
+@pytest.mark.parametrize("chain", [["vm-2g"], ["vm-2g", "largepage"]])
+def test_shipped_parameters_edit_the_real_files(tmp_path: Path, chain: list[str]) -> None:
+    """largepage's [params] on the seed's files (the upstream pre-images) with its patches
+    applied: a 3 GiB guest at 2 MiB frames with a 140 MiB pool, like the seed's by-hand edit."""
+    from orchestrator.patchset.apply import apply
+    from orchestrator.patchset.params import Setting, apply_values
+    from orchestrator.shipped import shipped_dir
+    from tests.support.seed import DTS, GUEST_RAM, SETTINGS, VM_MINIMAL, make_seed_tree
+
+    tree = make_seed_tree(tmp_path)
+    shipped = [shipped_dir("patchsets")]
+    apply(tree, [load_patchset(name, shipped) for name in chain])
+    params = spec_for(load_patchset("largepage", shipped)).params
+    heads = apply_values(tree, params, [Setting("ram", 3 << 30), Setting("mempool", 140 * MiB),
+                                        Setting("frames", 2 * MiB), Setting("cnode_bits", 18)])
+    # a project the values leave as it is gets no commit (largepage already has 2 MiB frames)
+    assert set(heads) == {"kernel", "projects/vm-examples"} | (
+        {"projects/seL4_projects_libs"} if "largepage" not in chain else set())
+    examples = tree.projects["projects/vm-examples"].directory
+    devices = (examples / "apps/Arm/vm_minimal/qemu-arm-virt/devices.camkes").read_text()
+    assert "#define VM_RAM_SIZE 0xc0000000" in devices
+    assert devices.count('"0x40000000:30",') == 1
+    assert '"0xc0000000:30", // Linux kernel memory regions' in devices
+    assert '"0x80000000:30",\n' in devices and '"0x8040000:12"' in devices
+    assert devices.count("vm0.allocator_mempool_size = 0x8c00000;") == 1
+    assert devices.index("vm0.allocator_mempool_size") > devices.index("];")
+    assert 'set(QEMU_MEMORY "6144")' in (examples / SETTINGS).read_text()
+    assert "vm0.cnode_size_bits = 18;" in (examples / VM_MINIMAL).read_text()
+    kernel = tree.projects["kernel"].directory
+    assert "reg = <0x0 0x40000000 0x0 0xc0000000>;" in (kernel / DTS).read_text()
+    guest_ram = (tree.projects["projects/seL4_projects_libs"].directory / GUEST_RAM).read_text()
+    assert "PAGE_ALIGN_2M(current_addr)" in guest_ram and "PAGE_SIZE_2M;" in guest_ram
+    assert "int page_size = seL4_LargePageBits;" in guest_ram and "seL4_PageBits" not in guest_ram

@@ -200,6 +200,33 @@ def test_interrupted_sweep_resumes_without_redoing_probes(fx: E2EFixture, capsys
     assert len(data["probes"]) == len(first) + len(calls)
     assert "fitted allocator cost: 256.0 B per 4 KiB frame" in out
 
+    assert main(["report", "--sweep", "-w", str(fx.workspace)]) == 0
+    shown = capsys.readouterr().out
+    assert "33 MiB" in shown and "65 MiB" in shown and "256.0 B per 4 KiB frame" in shown
+    assert main(["report", "--sweep", "latest", "--markdown", "-w", str(fx.workspace)]) == 0
+    assert "![minimum mempool against guest RAM](sweep.png)" in capsys.readouterr().out
+
+
+def test_build_table_uses_the_measured_cost() -> None:
+    from orchestrator.job import memory_summary
+    from orchestrator.report import render
+    from orchestrator.sweep.results import MeasuredCost
+
+    analysis = {"memory": {"guest_ram": {"value": 2 * GiB, "source": "devices.camkes:11"},
+                           "frame_size": {"value": 4096, "source": "guest_ram.c:292"},
+                           "mempool": {"value": 80 * MiB, "source": "default"},
+                           "frames": 524288, "metadata": 524288 * 240}}
+    seed = memory_summary(analysis)
+    assert seed.metadata == 120 * MiB and seed.bytes_per_frame is None
+    measured = memory_summary(analysis, MeasuredCost(256.0, "orch sweep S1 (3 points)"))
+    assert measured.metadata == 128 * MiB and measured.bytes_per_frame_source == "orch sweep S1 (3 points)"
+    variant = render.VariantResult(name="4k", patchsets=[], expect=None,
+                                   build=render.BuildSummary("built"), run=render.RunSummary("ran"),
+                                   memory=measured)
+    assert render.metadata_text(variant) == "128 MiB EXCEEDS 80 MiB pool (measured 256 B/frame)"
+    report = render.RunReport(id="r", patchset="p", variants=[variant])
+    assert "256.0 bytes per frame, measured by orch sweep S1 (3 points)" in render.markdown(report)
+
 
 def test_unknown_parameter_is_refused_before_building(fx: E2EFixture,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
@@ -235,6 +262,15 @@ def test_real_sweep_finds_the_exact_threshold(fx: E2EFixture, capsys: pytest.Cap
     assert_png(directory / "sweep.png", 800, 500)
     assert "33 MiB" in out and "65 MiB" in out and "256.0 B per 4 KiB frame" in out
     assert "build times: clean" in out
+
+    # orch build's bookkeeping now uses the measured cost, and says which sweep measured it
+    code = main(["build", "--patchset", "sweep", "--patchsets", str(fx.patchsets), "-w", str(fx.workspace),
+                 "--executor", "host", "--no-run", "--set", "ram=2G"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "128 MiB EXCEEDS" in out and "(measured 256 B/frame)" in out  # 2 GiB / 4 KiB x 256 B
+    summary = (fx.workspace / ".orch/results/latest/summary.md").read_text()
+    assert f"measured by orch sweep {directory.name} (2 points)" in summary
 
 
 @pytest.mark.qemu

@@ -29,6 +29,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("job", nargs="?", metavar="JOB", help="the job to show (default: latest)")
     parser.add_argument("--diff", nargs=2, metavar=("JOB_A", "JOB_B"), help="compare two jobs")
     parser.add_argument("--markdown", action="store_true", help="print the Markdown summary instead")
+    parser.add_argument("--sweep", nargs="?", const="latest", metavar="ID",
+                        help="show an `orch sweep` instead (default: the latest): table, fit, warnings")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
                         help="merge these results directories (a matrix's or a cluster's points) into one")
     parser.add_argument("--results", type=Path, metavar="DIR",
@@ -42,6 +44,8 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         return _merge(args, root, ui)
     if args.results is not None:
         raise InputError("--results goes with --merge")
+    if args.sweep is not None:
+        return _sweep(args, root, ui)
     if args.diff:
         a = store.read_results(store.find_job(root, args.diff[0]))
         b = store.read_results(store.find_job(root, args.diff[1]))
@@ -56,6 +60,26 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
     ui.result(job, report.table(job))
     if not ui.json:
         ui.out.print(report.verdict_line(job), markup=False, highlight=False)
+        ui.info(f"results: {directory}")
+    return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace, root: Path, ui: UI) -> int:
+    """`--sweep [ID]`: an earlier sweep's table and findings (or its Markdown, or its JSON)."""
+    from orchestrator.sweep import results as sweep_results
+
+    if args.diff or args.run:
+        raise InputError("--sweep takes a sweep id, not RUN or --diff")
+    directory = sweep_results.find_sweep(root, args.sweep)
+    result = sweep_results.read(directory)
+    if args.markdown and not ui.json:
+        ui.out.print(sweep_results.markdown(result, chart=(directory / "sweep.png").is_file()),
+                     markup=False, highlight=False)
+        return EXIT_OK
+    ui.result(sweep_results.to_json(result), sweep_results.table(result))
+    if not ui.json:
+        for line in sweep_results.findings(result):
+            ui.out.print(line, markup=False, highlight=False)
         ui.info(f"results: {directory}")
     return EXIT_OK
 

@@ -91,6 +91,8 @@ class MemorySummary:
     metadata: int | None = None
     mempool: int | None = None
     mempool_source: str | None = None
+    bytes_per_frame: float | None = None  # the measured cost the metadata uses, None: the seed's
+    bytes_per_frame_source: str | None = None  # which sweep measured it
 
     @property
     def fits(self) -> bool | None:
@@ -214,7 +216,10 @@ def vmm_summary(analysis: Analysis | None) -> VmmSummary:
     return VmmSummary(hit.size, hit.name, hit.file, hit.section, analysis.bss)
 
 
-def memory_summary(analysis: Analysis | None) -> MemorySummary:
+def memory_summary(analysis: Analysis | None, bytes_per_frame: float | None = None,
+                   measured_by: str | None = None) -> MemorySummary:
+    """The bookkeeping of one variant; with ``bytes_per_frame`` (a sweep's fitted cost, measured
+    by ``measured_by``) the metadata estimate uses it instead of the seed's 2 x 120 bytes."""
     if analysis is None or analysis.memory is None:
         return MemorySummary()
     m = analysis.memory
@@ -224,4 +229,7 @@ def memory_summary(analysis: Analysis | None) -> MemorySummary:
 
     (ram, ram_src), (frame, frame_src) = part(m.guest_ram), part(m.frame_size)
     pool, pool_src = part(m.mempool)
+    if bytes_per_frame is not None and m.frames is not None:
+        return MemorySummary(ram, ram_src, frame, frame_src, m.frames, round(m.frames * bytes_per_frame),
+                             pool, pool_src, bytes_per_frame, measured_by)
     return MemorySummary(ram, ram_src, frame, frame_src, m.frames, m.metadata, pool, pool_src)

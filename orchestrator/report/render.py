@@ -86,7 +86,8 @@ def metadata_text(v: VariantResult) -> str:
     if m.mempool is None:
         return f"{format_bytes(m.metadata)} (pool unknown)"
     relation = "fits in" if m.fits else "EXCEEDS"
-    return f"{format_bytes(m.metadata)} {relation} {format_bytes(m.mempool)} pool"
+    measured = f" (measured {m.bytes_per_frame:.0f} B/frame)" if m.bytes_per_frame is not None else ""
+    return f"{format_bytes(m.metadata)} {relation} {format_bytes(m.mempool)} pool{measured}"
 
 
 def login_text(v: VariantResult) -> str:
@@ -178,6 +179,17 @@ def markdown_after_verdict(name: str, boot: BootSummary) -> list[str]:
     return ["", f"`{name}`: the console from the decisive line on:", "", "`" * 3 + "text", *body, "`" * 3]
 
 
+def _metadata_model(report: JobReport) -> str:
+    """How the allocator metadata row was estimated: a sweep's measurement, or the seed's formula."""
+    measured = next((v.memory for v in report.variants if v.memory.bytes_per_frame is not None), None)
+    if measured is not None and measured.bytes_per_frame is not None:
+        return (f"Estimated allocator metadata = guest RAM / frame size x "
+                f"{measured.bytes_per_frame:.1f} bytes per frame, measured by "
+                f"{measured.bytes_per_frame_source} (the seed's formula says 2 nodes x 120 bytes).")
+    return ("Estimated allocator metadata = guest RAM / frame size x 2 nodes x 120 bytes "
+            "(the seed's formula; 2 GiB at 4 KiB = 120 MiB).")
+
+
 def markdown(report: JobReport) -> str:
     """A summary ready to paste into an upstream PR: the table, the inputs' sources, how to
     reproduce."""
@@ -204,8 +216,7 @@ def markdown(report: JobReport) -> str:
         lines += markdown_after_verdict(v.name, v.boot)
     lines += [
         "",
-        "Estimated allocator metadata = guest RAM / frame size x 2 nodes x 120 bytes "
-        "(the seed's formula; 2 GiB at 4 KiB = 120 MiB).",
+        _metadata_model(report),
         "",
         "</details>",
         "",

@@ -14,11 +14,13 @@ from typing import Any
 
 from rich.table import Table
 
+from orchestrator import layout
 from orchestrator.analysis.memory import DEFAULT_MEMPOOL, NODE_BYTES, NODES_PER_FRAME, KiB, format_bytes
 from orchestrator.errors import InputError
 from orchestrator.sweep.plan import PointResult, ProbeRecord, SweepPlan
 
 SCHEMA = 1
+PLAN_FILE = "plan.json"
 FIT_FRAME_SIZE = 4 * KiB
 SEED_BYTES_PER_FRAME = NODES_PER_FRAME * NODE_BYTES
 
@@ -101,6 +103,48 @@ def fit_bytes_per_frame(points: Sequence[PointResult]) -> Fit | None:
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
     return Fit(slope, my - slope * mx, len(data))
+
+
+@dataclass(frozen=True)
+class MeasuredCost:
+    """A sweep's fitted allocator cost, for `orch build`'s metadata estimate."""
+
+    bytes_per_frame: float
+    source: str  # e.g. "orch sweep 20261201-230000-largepage-4k (3 points)"
+
+
+def measured_cost(workspace: Path) -> MeasuredCost | None:
+    """The fit of the newest complete sweep in the workspace that has one."""
+    root = layout.sweeps_dir(workspace)
+    if not root.is_dir():
+        return None
+    for directory in sorted((d for d in root.iterdir() if d.is_dir() and d.name != layout.LATEST),
+                            key=lambda d: d.name, reverse=True):
+        try:
+            data = json.loads((directory / "sweep.json").read_text())
+            fit = data.get("fit") if data.get("complete", True) else None
+            if fit:
+                return MeasuredCost(float(fit["bytes_per_frame"]),
+                                    f"orch sweep {directory.name} ({fit['points']} points)")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def find_sweep(workspace: Path, ref: str | None) -> Path:
+    """A sweep's directory from its id (or unique prefix), a path, or ``latest``."""
+    root = layout.sweeps_dir(workspace)
+    if ref and Path(ref).is_dir() and (Path(ref) / PLAN_FILE).is_file():
+        return Path(ref)
+    if not ref or ref == "latest":
+        latest = root / layout.LATEST
+        if latest.exists():
+            return latest.resolve()
+        raise InputError(f"no sweep in {workspace}", hint="run `orch sweep` first")
+    matches = sorted(p for p in root.glob(f"{ref}*") if p.is_dir() and p.name != layout.LATEST)
+    if len(matches) != 1:
+        raise InputError(f"sweep '{ref}': {'no such sweep' if not matches else 'ambiguous'} in {root}")
+    return matches[0]
 
 
 # --- files ------------------------------------------------------------------------------------

@@ -23,10 +23,11 @@ from orchestrator.patchset.apply import load_patchset, patchset_search_path, req
 from orchestrator.sweep import results
 from orchestrator.sweep.plan import PointResult, PointTask, ProbeRecord, SweepPlan, check_declared
 from orchestrator.sweep.probe import Cancelled, run_point
+from orchestrator.sweep.results import find_sweep
 from orchestrator.ui import UI, Tracker
 from orchestrator.workspace.sync import Workspace
 
-PLAN_FILE = "plan.json"
+PLAN_FILE = results.PLAN_FILE
 PROBES_FILE = "probes.jsonl"
 
 
@@ -56,22 +57,6 @@ class Outcome:
 
 def sweeps_root(workspace: Path) -> Path:
     return layout.sweeps_dir(workspace)
-
-
-def find_sweep(workspace: Path, ref: str | None) -> Path:
-    """A sweep's directory from its id (or unique prefix), a path, or ``latest``."""
-    root = sweeps_root(workspace)
-    if ref and Path(ref).is_dir() and (Path(ref) / PLAN_FILE).is_file():
-        return Path(ref)
-    if not ref or ref == "latest":
-        latest = root / layout.LATEST
-        if latest.exists():
-            return latest.resolve()
-        raise InputError(f"no sweep in {workspace}", hint="run `orch sweep` first")
-    matches = sorted(p for p in root.glob(f"{ref}*") if p.is_dir() and p.name != layout.LATEST)
-    if len(matches) != 1:
-        raise InputError(f"sweep '{ref}': {'no such sweep' if not matches else 'ambiguous'} in {root}")
-    return matches[0]
 
 
 def read_probes(directory: Path) -> list[ProbeRecord]:
