@@ -59,7 +59,7 @@ def matrix_points(target: str, args: argparse.Namespace) -> list[MatrixPoint]:
 
 
 def _sweep_directory(root: Path, target: str) -> Path | None:
-    from orchestrator.sweep.runner import find_sweep
+    from orchestrator.sweep.results import find_sweep
 
     as_path = Path(target)
     if (as_path / "plan.json").is_file():
