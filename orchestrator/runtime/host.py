@@ -55,12 +55,16 @@ def _first_line(argv: list[str]) -> str:
 
 def _session_members(sid: int) -> list[int]:
     """Processes of session ``sid`` (ninja runs each command in its own process group)."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    members: list[int] = []
+    try:  # listed, not globbed: a process that exits meanwhile must not abort the scan
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return members
+    for pid in pids:
         with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = Path("/proc", pid, "stat").read_text().rsplit(")", 1)[1].split()
             if int(fields[3]) == sid:
-                members.append(int(stat.parent.name))
+                members.append(int(pid))
     return members
 
 
