@@ -14,6 +14,7 @@ import struct
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -208,24 +209,24 @@ def test_interrupted_sweep_resumes_without_redoing_probes(fx: E2EFixture, capsys
 
 
 def test_build_table_uses_the_measured_cost() -> None:
-    from orchestrator.job import memory_summary
-    from orchestrator.report import render
-    from orchestrator.sweep.results import MeasuredCost
+    from orchestrator.analysis.cache import Analysis
+    from orchestrator.analysis.memory import Sourced, estimate
+    from orchestrator.report import model, render
 
-    analysis = {"memory": {"guest_ram": {"value": 2 * GiB, "source": "devices.camkes:11"},
-                           "frame_size": {"value": 4096, "source": "guest_ram.c:292"},
-                           "mempool": {"value": 80 * MiB, "source": "default"},
-                           "frames": 524288, "metadata": 524288 * 240}}
-    seed = memory_summary(analysis)
+    analysis = Analysis(scanned="build", memory=estimate(
+        Sourced(2 * GiB, "devices.camkes:11"), Sourced(4096, "guest_ram.c:292"),
+        Sourced(80 * MiB, "default")))
+    seed = model.memory_summary(analysis)
     assert seed.metadata == 120 * MiB and seed.bytes_per_frame is None
-    measured = memory_summary(analysis, MeasuredCost(256.0, "orch sweep S1 (3 points)"))
+    measured = model.memory_summary(analysis, 256.0, "orch sweep S1 (3 points)")
     assert measured.metadata == 128 * MiB and measured.bytes_per_frame_source == "orch sweep S1 (3 points)"
-    variant = render.VariantResult(name="4k", patchsets=[], expect=None,
-                                   build=render.BuildSummary("built"), run=render.RunSummary("ran"),
-                                   memory=measured)
+    variant = model.VariantResult(name="4k", patchsets=[], build=model.BuildSummary("built"),
+                                  boot=model.BootSummary("ran"), memory=measured)
     assert render.metadata_text(variant) == "128 MiB EXCEEDS 80 MiB pool (measured 256 B/frame)"
-    report = render.RunReport(id="r", patchset="p", variants=[variant])
+    report = model.JobReport(id="r", patchset="p", variants=[variant])
     assert "256.0 bytes per frame, measured by orch sweep S1 (3 points)" in render.markdown(report)
+    assert "2 nodes x 120 bytes (the seed's formula" in render.markdown(
+        model.JobReport(id="r", patchset="p", variants=[replace(variant, memory=seed)]))
 
 
 def test_unknown_parameter_is_refused_before_building(fx: E2EFixture,

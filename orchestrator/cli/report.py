@@ -68,8 +68,8 @@ def _sweep(args: argparse.Namespace, root: Path, ui: UI) -> int:
     """`--sweep [ID]`: an earlier sweep's table and findings (or its Markdown, or its JSON)."""
     from orchestrator.sweep import results as sweep_results
 
-    if args.diff or args.run:
-        raise InputError("--sweep takes a sweep id, not RUN or --diff")
+    if args.diff or args.job:
+        raise InputError("--sweep takes a sweep id, not JOB or --diff")
     directory = sweep_results.find_sweep(root, args.sweep)
     result = sweep_results.read(directory)
     if args.markdown and not ui.json:
