@@ -80,6 +80,8 @@ TMP_DIR = Path(ORCH_DIR) / TMP
 # inside a project's git directory while sync moves its checkout
 CHECKOUT_JOURNAL = "orch-checkout"
 SPARSE_MARKER = "orch-sparse"  # in a project's git dir: the directories it is sparse on (JSON)
+# inside a project's (per-worktree) git directory while a patchset apply/revert runs
+PATCHSET_JOURNAL = "orch-patchset-journal.json"
 
 # ref namespaces
 PINNED_REF = "refs/orch/pinned"

@@ -15,6 +15,7 @@ from orchestrator.cli.common import workspace_root
 from orchestrator.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE, InputError
 from orchestrator.patchset import apply as lib
 from orchestrator.patchset.dryrun import CheckReport, Status
+from orchestrator.patchset.journal import Interrupted
 from orchestrator.patchset.suggest import missing_requires
 from orchestrator.ui import UI
 from orchestrator.workspace.tree import SourceTree
@@ -179,7 +180,9 @@ def handle_check(args: argparse.Namespace, ui: UI) -> int:
 
 def handle_apply(args: argparse.Namespace, ui: UI) -> int:
     chain = lib.resolve(args.names, _search_path(args))
-    report = lib.apply(_tree(args), chain, three_way=args.three_way)
+    tree = _tree(args)
+    _say_recovered(ui, lib.recover_interrupted(tree))
+    report = lib.apply(tree, chain, three_way=args.three_way)
     table = _table("patchset apply", "project", "branch", "new commits", "notes")
     for proj in report.projects:
         commits = "\n".join(f"{c.commit[:12]} {c.patchset}" for c in proj.commits) or "-"
@@ -195,6 +198,13 @@ def handle_apply(args: argparse.Namespace, ui: UI) -> int:
     return EXIT_OK
 
 
+def _say_recovered(ui: UI, recovered: list[Interrupted]) -> None:
+    for operation in recovered:
+        ui.warn(operation.describe())
+        for note in operation.notes:
+            ui.warn(f"  {note}")
+
+
 # --------------------------------------------------------------------------- revert / refresh / import
 
 
@@ -202,10 +212,14 @@ def handle_revert(args: argparse.Namespace, ui: UI) -> int:
     if not args.names and not args.all:
         raise InputError("orch patchset revert: name a patchset, or pass --all")
     chain = None if args.all else lib.resolve(args.names, _search_path(args))
-    report = lib.revert(_tree(args), chain)
+    tree = _tree(args)
+    _say_recovered(ui, lib.recover_interrupted(tree))
+    report = lib.revert(tree, chain)
     table = _table("patchset revert", "project", "was on", "now at", "note")
     for proj in report.projects:
         note = f"kept commits on {proj.backup}" if proj.backup else ("" if proj.changed else "already pinned")
+        if proj.warning:
+            ui.warn(f"{proj.project}: {proj.warning}")
         was = proj.was[:12] if re.fullmatch(r"[0-9a-f]{40}", proj.was) else proj.was  # a SHA, or a branch
         table.add_row(proj.project, was, proj.now[:12], note)
     ui.result(report, table)

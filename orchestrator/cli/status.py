@@ -12,7 +12,7 @@ from rich.table import Table
 
 from orchestrator.cli.common import workspace_root
 from orchestrator.gc import collect
-from orchestrator.patchset.apply import applied_patchsets
+from orchestrator.patchset.apply import applied_patchsets, recover_interrupted
 from orchestrator.ui import UI
 from orchestrator.workspace.sync import ProjectStatus, Workspace
 
@@ -48,6 +48,10 @@ def status_table(rows: Sequence[ProjectStatus], applied: Mapping[str, Sequence[s
 
 def handle(args: argparse.Namespace, ui: UI) -> int:
     workspace = Workspace.open(workspace_root(args))
+    for operation in recover_interrupted(workspace.tree()):
+        ui.warn(operation.describe())
+        for note in operation.notes:
+            ui.warn(f"  {note}")
     rows = workspace.status()
     ui.result(rows, status_table(rows, applied_patchsets(workspace.tree())))
     if not ui.json:

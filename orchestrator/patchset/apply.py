@@ -28,6 +28,7 @@ from git.refs.symbolic import SymbolicReference
 from orchestrator import layout
 from orchestrator.digest import git_blob_id, sha256_file
 from orchestrator.errors import InputError, OrchError, WorkspaceError
+from orchestrator.patchset import journal as oplog
 from orchestrator.patchset.config import (
     PatchRef,
     Patchset,
@@ -236,6 +237,7 @@ class ApplyReport:
     patchsets: list[str]
     projects: list[ProjectApply] = field(default_factory=list)
     check: CheckReport = field(default_factory=CheckReport)
+    recovered: list[oplog.Interrupted] = field(default_factory=list)
 
     @property
     def noop(self) -> bool:
@@ -249,11 +251,13 @@ class ProjectRevert:
     now: str  # the pinned SHA
     changed: bool
     backup: str | None = None
+    warning: str | None = None  # e.g. the user's post-checkout hook failed (the checkout did not)
 
 
 @dataclass
 class RevertReport:
     projects: list[ProjectRevert] = field(default_factory=list)
+    recovered: list[oplog.Interrupted] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -322,7 +326,7 @@ class _Plan:
     snapshot: _Snapshot
     pending: list[tuple[Patchset, list[PatchRef]]]
     already: list[str]
-    started: bool = False
+    journal: oplog.Journal | None = None
 
 
 def _projects_in_order(patchsets: Sequence[Patchset]) -> list[str]:
@@ -385,6 +389,8 @@ def _plan(tree: SourceTree, patchsets: Sequence[Patchset],
     staged: list[str] = []
     for project in _projects_in_order(patchsets):
         repo = _open(tree.project(project))
+        if parsed is not None:
+            _refuse_git_am_in_progress(repo)
         head, head_ref = repo.head()
         snapshot = _Snapshot(head, head_ref, repo.orch_refs())
         touching = [ps for ps in patchsets if project in ps.projects]
@@ -447,8 +453,9 @@ def apply(tree: SourceTree, patchsets: Sequence[Patchset], *, three_way: bool = 
     for project in _projects_in_order(patchsets):
         tree.project(project)
     _check_paths(tree, parsed)
+    recovered = recover_interrupted(tree)
     plans = _plan(tree, patchsets, parsed)
-    report = ApplyReport([ps.name for ps in patchsets])
+    report = ApplyReport([ps.name for ps in patchsets], recovered=recovered)
     report.check = check_parsed(tree, _pending_view(patchsets, plans), parsed)
     problems = [r for r in report.check.patches if r.status is not Status.APPLIES]
     if problems and not three_way:
@@ -460,12 +467,31 @@ def apply(tree: SourceTree, patchsets: Sequence[Patchset], *, three_way: bool = 
                 hint="run `orch patchset revert` first; nothing was applied",
             )
         raise InputError(_failure_message(first), hint="nothing was applied; try --3way if context drifted")
+    started = [p for p in plans if p.pending]
+    operation = oplog.new_operation_id()
     try:
+        for plan in started:
+            plan.journal = _begin_journal(plan.repo, operation, "apply", [p.repo.path for p in started],
+                                          plan.snapshot, _touched_paths(plan.pending, parsed))
         report.projects = _in_parallel(plans, lambda plan: _apply_project(plan, three_way))
     except BaseException:
-        _rollback(plans)
+        _rollback([p.journal for p in plans if p.journal is not None])
         raise
+    oplog.commit_all([p.journal for p in started if p.journal is not None])
     return report
+
+
+def recover_interrupted(tree: SourceTree) -> list[oplog.Interrupted]:
+    """Finish or undo any patchset operation a killed orch left in this tree."""
+    return oplog.recover({path: c.directory for path, c in tree.projects.items()})
+
+
+def _begin_journal(repo: _Repo, operation: str, kind: str, projects: list[str], snapshot: _Snapshot,
+                   touched: Iterable[str]) -> oplog.Journal:
+    return oplog.Journal.begin(
+        git_dir=Path(repo.repo.git_dir), checkout=Path(repo.checkout.directory), op=operation, kind=kind,
+        projects=projects, project=repo.path, head=snapshot.head, head_ref=snapshot.head_ref,
+        touched=touched)
 
 
 def _fallback_identity(repo: _Repo) -> list[str]:
@@ -522,7 +548,6 @@ def _apply_project(plan: _Plan, three_way: bool) -> ProjectApply:
         branch = top.removeprefix("refs/heads/")
         return ProjectApply(repo.path, branch, snap.head, already_applied=plan.already)
     result = ProjectApply(repo.path, "", snap.head, already_applied=list(plan.already))
-    plan.started = True
     if snap.head_ref is not None:
         repo.detach(snap.head)
     series = [(ps, ref) for ps, refs in plan.pending for ref in refs]
@@ -535,52 +560,47 @@ def _apply_project(plan: _Plan, three_way: bool) -> ProjectApply:
         AppliedCommit(ps.name, ref.file, sha) for (ps, ref), sha in zip(series, shas, strict=True)
     ]
     tops = {c.patchset: c.commit for c in result.commits}  # the last commit of each patchset
+    changes: list[oplog.RefChange] = []
     for name, top in tops.items():
         branch = repo.branch(name)
-        old = snap.refs.get(branch)
+        old = repo.ref_sha(branch)
         if old is not None and old != top:
-            backup = f"{layout.patchset_backup_prefix(repo.namespace)}/{name}-{_timestamp()}"
-            repo.write_ref(backup, old)
+            backup = _free_ref(repo, f"{layout.patchset_backup_prefix(repo.namespace)}/{name}-{_timestamp()}")
+            changes.append(oplog.RefChange(backup, None, old))
             result.backups.append(backup.removeprefix("refs/heads/"))
-        repo.write_ref(branch, top)
+        changes.append(oplog.RefChange(branch, old, top))
+    if plan.journal is not None:
+        plan.journal.will_write(changes)
+    for change in changes:
+        repo.write_ref(change.ref, change.new)
     last_branch = repo.branch(plan.pending[-1][0].name)
     repo.attach(last_branch)
     result.branch = last_branch.removeprefix("refs/heads/")
     return result
 
 
-def _rollback(plans: Sequence[_Plan]) -> None:
-    """Put every started project back: HEAD, its branch, orch's refs, index and worktree.
-    Uncommitted edits in files the patches do not touch survive (``reset --keep``)."""
+def _free_ref(repo: _Repo, ref: str) -> str:
+    """``ref``, or ``ref-2``, ``ref-3``... when a ref of that name exists already (never overwrite)."""
+    candidate, n = ref, 1
+    while repo.ref_sha(candidate) is not None:
+        n += 1
+        candidate = f"{ref}-{n}"
+    return candidate
+
+
+def _rollback(journals: Sequence[oplog.Journal]) -> None:
+    """Put every project the operation started on back as its journal says: HEAD, index, the
+    paths the operation touched, and only the refs it wrote (other edits, untracked files and
+    every other ref, in any namespace, stay as they are)."""
     errors: list[str] = []
-    for plan in reversed(plans):
-        if not plan.started:
-            continue
-        repo, snap = plan.repo, plan.snapshot
+    for journal in reversed(journals):
         try:
-            if repo.am_in_progress():
-                repo.run("am", "--abort")
-            repo.detach(repo.head()[0])
-            repo.run("reset", "--quiet", "--keep", snap.head)
-            current = repo.orch_refs()
-            current.update({r: "" for r in _backups(repo)})
-            for ref in current:
-                if ref not in snap.refs:
-                    repo.write_ref(ref, None)
-            for ref, sha in snap.refs.items():
-                if current.get(ref) != sha:
-                    repo.write_ref(ref, sha)
-            if snap.head_ref is not None:
-                repo.attach(snap.head_ref)
-        except GitCommandError as error:
-            errors.append(f"{repo.path}: {gitops.stderr_of(error)}")
+            oplog.undo(journal, stale=False)
+        except OrchError as error:
+            errors.append(f"{journal.entry.project}: {error.message}")
     if errors:
-        raise WorkspaceError("could not restore " + "; ".join(errors), hint="check those projects by hand")
-
-
-def _backups(repo: _Repo) -> list[str]:
-    prefix = layout.patchset_backup_prefix(repo.namespace)
-    return [str(r.path) for r in SymbolicReference._iter_items(repo.repo, prefix)]
+        raise WorkspaceError("could not restore " + "; ".join(errors),
+                             hint="the next `orch patchset apply` or `revert` retries the undo")
 
 
 # --------------------------------------------------------------------------- revert
@@ -591,11 +611,15 @@ def revert(tree: SourceTree, patchsets: Sequence[Patchset] | None = None) -> Rev
 
     Refuses, listing the files, where a project has uncommitted edits. Commits are never lost:
     orch's branches keep theirs, and a detached HEAD no branch holds gets a backup branch.
+    All or nothing: if one project cannot be moved, every project is put back as it was.
     """
     paths = list(tree.projects) if patchsets is None else _projects_in_order(patchsets)
+    recovered = recover_interrupted(tree)
     repos = [_open(tree.project(p)) for p in paths]
     heads = {repo.path: repo.head() for repo in repos}
     moving = [r for r in repos if heads[r.path] != (r.checkout.pinned, None)]
+    for repo in moving:
+        _refuse_git_am_in_progress(repo)
     edits = _in_parallel(moving, lambda repo: repo.dirty_files())
     dirty = [f"{repo.path}: {', '.join(files)}" for repo, files in zip(moving, edits, strict=True) if files]
     if dirty:
@@ -603,27 +627,61 @@ def revert(tree: SourceTree, patchsets: Sequence[Patchset] | None = None) -> Rev
             "uncommitted edits, not reverting: " + "; ".join(dirty),
             hint="commit them (then `orch patchset refresh`) or stash them; nothing was changed",
         )
-    reverted = _in_parallel(moving, lambda repo: _revert_project(repo, *heads[repo.path]))
+    operation = oplog.new_operation_id()
+    journals: dict[str, oplog.Journal] = {}
+    try:
+        for repo in moving:
+            head, head_ref = heads[repo.path]
+            touched = _paths_between(repo, head, repo.checkout.pinned)
+            journals[repo.path] = _begin_journal(repo, operation, "revert", [r.path for r in moving],
+                                                 _Snapshot(head, head_ref, {}), touched)
+        reverted = _in_parallel(moving, lambda repo: _revert_project(repo, *heads[repo.path],
+                                                                     journals[repo.path]))
+    except BaseException:
+        _rollback(list(journals.values()))
+        raise
+    oplog.commit_all(list(journals.values()))
     moved = {r.project: r for r in reverted}
-    report = RevertReport()
+    report = RevertReport(recovered=recovered)
     for repo in repos:
         pinned = repo.checkout.pinned
         report.projects.append(moved.get(repo.path) or ProjectRevert(repo.path, pinned, pinned, False))
     return report
 
 
-def _revert_project(repo: _Repo, head: str, head_ref: str | None) -> ProjectRevert:
+def _paths_between(repo: _Repo, one: str, other: str) -> list[str]:
+    """Paths whose content differs between two commits (what a checkout from one to the other
+    may write)."""
+    out = repo.run("diff", "--name-only", "--no-renames", "-z", one, other)
+    return [p for p in out.split("\0") if p]
+
+
+def _refuse_git_am_in_progress(repo: _Repo) -> None:
+    if repo.am_in_progress():
+        raise WorkspaceError(
+            f"{repo.path}: a `git am` is in progress there (not orch's: orch journals its own)",
+            hint="finish it (`git am --continue`) or drop it (`git am --abort`) first; nothing was changed",
+        )
+
+
+def _revert_project(repo: _Repo, head: str, head_ref: str | None, journal: oplog.Journal) -> ProjectRevert:
     backup = None
     if head_ref is None and not repo.run("for-each-ref", "--count=1", "--contains", head, "refs/heads"):
-        backup = f"{layout.patchset_backup_prefix(repo.namespace)}/detached-{_timestamp()}"
+        backup = _free_ref(repo, f"{layout.patchset_backup_prefix(repo.namespace)}/detached-{_timestamp()}")
+        journal.will_write([oplog.RefChange(backup, None, head)])
         repo.write_ref(backup, head)
+    warning = None
     try:
         repo.run("checkout", "--quiet", "--detach", repo.checkout.pinned)
     except GitCommandError as error:
-        raise WorkspaceError(f"{repo.path}: cannot check out the pin: {gitops.stderr_of(error)}") from None
+        if repo.head() != (repo.checkout.pinned, None):
+            raise WorkspaceError(f"{repo.path}: cannot check out the pin: {gitops.stderr_of(error)}",
+                                 hint="nothing was changed in any project") from None
+        # git checked out the pin; only the user's post-checkout hook failed
+        warning = f"checked out the pin, but the post-checkout hook failed: {gitops.stderr_of(error)}"
     was = head_ref.removeprefix("refs/heads/") if head_ref else head
     short = backup.removeprefix("refs/heads/") if backup else None
-    return ProjectRevert(repo.path, was, repo.checkout.pinned, True, short)
+    return ProjectRevert(repo.path, was, repo.checkout.pinned, True, short, warning)
 
 
 # --------------------------------------------------------------------------- status

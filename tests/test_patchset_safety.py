@@ -1,0 +1,255 @@
+"""Failed and interrupted patchset operations never lose the user's refs or work.
+
+Every failure path of `apply` and `revert` is run with user refs planted under every namespace
+orch writes in; the rollback must delete only what the failed operation itself created.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import InputError, WorkspaceError
+from orchestrator.patchset import apply as lib
+from orchestrator.patchset import journal as oplog
+from orchestrator.workspace.tree import SourceTree
+from tests.support.git import git
+from tests.support.seed import make_seed_tree
+from tests.test_patchset import SHIPPED, snapshot
+
+LIBS = "projects/seL4_projects_libs"
+EXAMPLES = "projects/vm-examples"
+
+# one user ref under each namespace orch writes (layout.py lists them)
+USER_REFS = [
+    "refs/orch/user-made",
+    "refs/orch/remote/user-tag",
+    "refs/orch/backup/20250101T000000",
+    "refs/orch/backup/variants/v/kernel/20250101T000000",
+    "refs/heads/orch/user-branch",
+    "refs/heads/orch/largepage-notes",
+    "refs/heads/orch-worktree/elsewhere/largepage",
+    "refs/heads/orch-backup/orch/largepage-20250101T000000000000",
+    "refs/heads/orch-backup/orch/detached-20250101T000000000000",
+    "refs/heads/orch-backup/orch/mine",
+]
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> SourceTree:
+    return make_seed_tree(tmp_path)
+
+
+def plant_user_refs(tree: SourceTree) -> None:
+    """A user commit (reachable from nothing else) behind every planted ref, in every project."""
+    for checkout in tree.projects.values():
+        d = checkout.directory
+        tree_id = git(d, "rev-parse", "HEAD^{tree}")
+        commit = git(d, "commit-tree", tree_id, "-p", "HEAD", "-m", "user work")
+        for ref in USER_REFS:
+            git(d, "update-ref", ref, commit)
+
+
+def refs_of(tree: SourceTree) -> dict[str, str]:
+    return {p: git(c.directory, "for-each-ref") for p, c in tree.projects.items()}
+
+
+def failing_hook(tree: SourceTree, project: str) -> None:
+    d = tree.project(project).directory
+    hooks = Path(git(d, "rev-parse", "--git-path", "hooks"))
+    hooks = hooks if hooks.is_absolute() else d / hooks
+    hooks.mkdir(parents=True, exist_ok=True)
+    hook = hooks / "applypatch-msg"
+    hook.write_text("#!/bin/sh\necho 'rejected by hook' >&2\nexit 1\n")
+    hook.chmod(0o755)
+
+
+def no_journals(tree: SourceTree) -> bool:
+    return not oplog.find_journals({p: c.directory for p, c in tree.projects.items()})
+
+
+def test_failed_apply_keeps_user_refs_in_every_namespace(tree: SourceTree) -> None:
+    plant_user_refs(tree)
+    failing_hook(tree, LIBS)
+    before = snapshot(tree)
+    with pytest.raises(InputError):
+        lib.apply(tree, lib.resolve(["largepage"], SHIPPED))
+    assert snapshot(tree) == before
+    assert no_journals(tree)
+
+
+def test_failed_apply_restores_a_branch_it_moved_and_deletes_only_its_own_backup(tree: SourceTree) -> None:
+    """The patchset's branch exists (from an older apply) in every project: apply moves it and
+    keeps the old one on a new backup branch; the hook in the third project fails; the branch
+    goes back and only the backup this apply made is deleted."""
+    chain = lib.resolve(["largepage"], SHIPPED)
+    lib.apply(tree, chain)
+    lib.revert(tree, chain)
+    for checkout in tree.projects.values():  # an older orch/largepage, different commits
+        d = checkout.directory
+        old = git(d, "commit-tree", git(d, "rev-parse", "HEAD^{tree}"), "-p", "HEAD", "-m", "old")
+        git(d, "update-ref", "refs/heads/orch/largepage", old)
+    plant_user_refs(tree)
+    failing_hook(tree, LIBS)
+    before = snapshot(tree)
+    with pytest.raises(InputError):
+        lib.apply(tree, chain)
+    assert snapshot(tree) == before
+
+
+def test_failed_apply_in_a_worktree_keeps_user_refs(tree: SourceTree, tmp_path: Path) -> None:
+    """The variant-worktree namespace (orch-worktree/<tree>/...) rolls back the same way."""
+    from orchestrator.workspace.tree import ProjectCheckout
+
+    projects = {}
+    for path, checkout in tree.projects.items():
+        target = tmp_path / "wt" / path
+        git(checkout.directory, "worktree", "add", "-q", "--detach", str(target), checkout.pinned)
+        projects[path] = ProjectCheckout(path, target, checkout.pinned)
+    wt = SourceTree(tmp_path / "wt", projects)
+    plant_user_refs(wt)
+    for checkout in wt.projects.values():
+        name = Path(git(checkout.directory, "rev-parse", "--git-dir")).name
+        git(checkout.directory, "update-ref", f"refs/heads/orch-worktree/{name}/mine", "HEAD")
+    failing_hook(wt, LIBS)
+    before, main_before = snapshot(wt), snapshot(tree)
+    with pytest.raises(InputError):
+        lib.apply(wt, lib.resolve(["largepage"], SHIPPED))
+    assert snapshot(wt) == before
+    assert snapshot(tree) == main_before
+
+
+def test_revert_is_all_or_nothing_with_a_stale_head_lock_in_the_second_project(tree: SourceTree) -> None:
+    chain = lib.resolve(["largepage"], SHIPPED)
+    lib.apply(tree, chain)
+    plant_user_refs(tree)
+    for checkout in tree.projects.values():  # detached work: revert would back it up
+        git(checkout.directory, "checkout", "-q", "--detach")
+    second = lib._projects_in_order(chain)[1]
+    d = tree.project(second).directory
+    lock = Path(git(d, "rev-parse", "--absolute-git-dir")) / "HEAD.lock"
+    lock.write_text("")
+    before = snapshot(tree)
+    with pytest.raises(WorkspaceError) as error:
+        lib.revert(tree, chain)
+    assert second in error.value.message and "HEAD.lock" in error.value.message
+    assert snapshot(tree) == before  # the first and third are back on the patch branch too
+    assert lock.exists()  # the user's lock is theirs to remove
+    assert no_journals(tree)
+    lock.unlink()
+    report = lib.revert(tree, chain)
+    assert all(p.changed for p in report.projects)
+
+
+def test_revert_reports_a_failing_post_checkout_hook_as_a_warning(tree: SourceTree) -> None:
+    chain = lib.resolve(["largepage"], SHIPPED)
+    lib.apply(tree, chain)
+    d = tree.project("kernel").directory
+    hooks = Path(git(d, "rev-parse", "--git-path", "hooks"))
+    hooks = hooks if hooks.is_absolute() else d / hooks
+    hooks.mkdir(parents=True, exist_ok=True)
+    (hooks / "post-checkout").write_text("#!/bin/sh\necho 'hook says no' >&2\nexit 3\n")
+    (hooks / "post-checkout").chmod(0o755)
+    report = lib.revert(tree, chain)
+    kernel = next(p for p in report.projects if p.project == "kernel")
+    assert kernel.changed and kernel.warning is not None and "post-checkout" in kernel.warning
+    assert git(d, "rev-parse", "HEAD") == tree.project("kernel").pinned
+
+
+def test_apply_refuses_a_git_am_of_the_users_in_progress(tree: SourceTree) -> None:
+    d = tree.project("kernel").directory
+    (Path(git(d, "rev-parse", "--absolute-git-dir")) / "rebase-apply").mkdir()
+    with pytest.raises(WorkspaceError) as error:
+        lib.apply(tree, lib.resolve(["largepage"], SHIPPED))
+    assert "kernel" in error.value.message and "git am" in error.value.message
+
+
+# --------------------------------------------------------------------------- the journal
+
+
+def journal_of(tree: SourceTree, project: str) -> Path:
+    d = tree.project(project).directory
+    return Path(git(d, "rev-parse", "--absolute-git-dir")) / oplog.JOURNAL_FILE
+
+
+def test_a_journal_left_by_a_dead_process_is_undone_by_the_next_apply(tree: SourceTree) -> None:
+    """Simulate a kill after the first project finished: its branch written, HEAD on it."""
+    chain = lib.resolve(["largepage"], SHIPPED)
+    plant_user_refs(tree)
+    (tree.project("kernel").directory / "untracked-notes.txt").write_text("keep me\n")
+    before = snapshot(tree)
+    lib.apply(tree, chain)
+    # rewrite the journals as a killed apply would have left them: begun, not committed
+    for path, checkout in tree.projects.items():
+        d = checkout.directory
+        pinned = checkout.pinned
+        head = git(d, "rev-parse", "HEAD")
+        written = [line.split() for line in git(
+            d, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/orch/").splitlines()]
+        entry = oplog.ProjectJournal(
+            op="deadbeef", kind="apply", pid=2**22 + 7, started="2026-01-01T00:00:00+00:00",
+            projects=list(tree.projects), project=path, head=pinned, head_ref=None,
+            touched=git(d, "diff", "--name-only", pinned, head).split(), absent=[], locks=[],
+            refs=[oplog.RefChange(ref, None, sha) for ref, sha in written
+                  if ref not in USER_REFS])
+        journal_of(tree, path).write_text(json.dumps(oplog.asdict(entry)))
+    (Path(git(tree.project(LIBS).directory, "rev-parse", "--absolute-git-dir")) / "HEAD.lock").write_text("")
+    recovered = lib.recover_interrupted(tree)
+    assert [r.outcome for r in recovered] == ["undone"]
+    assert "interrupted `orch patchset apply`" in recovered[0].describe()
+    assert snapshot(tree) == before
+    assert no_journals(tree)
+
+
+def test_a_committed_journal_means_the_operation_finished(tree: SourceTree) -> None:
+    chain = lib.resolve(["largepage"], SHIPPED)
+    lib.apply(tree, chain)
+    after = snapshot(tree)
+    for path, checkout in tree.projects.items():
+        entry = oplog.ProjectJournal(
+            op="cafe", kind="apply", pid=2**22 + 7, started="2026-01-01T00:00:00+00:00",
+            projects=list(tree.projects), project=path, head=checkout.pinned, head_ref=None,
+            touched=[], absent=[], locks=[], state=oplog.COMMITTED if path == LIBS else oplog.STARTED)
+        journal_of(tree, path).write_text(json.dumps(oplog.asdict(entry)))
+    recovered = lib.recover_interrupted(tree)
+    assert [r.outcome for r in recovered] == ["completed"]
+    assert snapshot(tree) == after
+    assert no_journals(tree)
+
+
+def test_a_journal_of_a_running_process_is_left_alone(tree: SourceTree) -> None:
+    import subprocess
+
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        entry = oplog.ProjectJournal(
+            op="live", kind="revert", pid=sleeper.pid, started="now", projects=["kernel"],
+            project="kernel", head=tree.project("kernel").pinned, head_ref=None, touched=[], absent=[],
+            locks=[])
+        journal_of(tree, "kernel").write_text(json.dumps(oplog.asdict(entry)))
+        with pytest.raises(WorkspaceError) as error:
+            lib.apply(tree, lib.resolve(["largepage"], SHIPPED))
+        assert f"pid {sleeper.pid}" in error.value.message
+        assert journal_of(tree, "kernel").exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_ref_the_user_moved_after_the_crash_is_left_where_they_put_it(tree: SourceTree) -> None:
+    chain = lib.resolve(["largepage"], SHIPPED)
+    lib.apply(tree, chain)
+    d = tree.project("kernel").directory
+    head = git(d, "rev-parse", "HEAD")
+    mine = git(d, "commit-tree", git(d, "rev-parse", "HEAD^{tree}"), "-p", "HEAD", "-m", "mine")
+    git(d, "update-ref", "refs/heads/orch/largepage", mine)
+    entry = oplog.ProjectJournal(
+        op="moved", kind="apply", pid=2**22 + 7, started="then", projects=["kernel"], project="kernel",
+        head=tree.project("kernel").pinned, head_ref=None, touched=[], absent=[], locks=[],
+        refs=[oplog.RefChange("refs/heads/orch/largepage", None, head)])
+    journal_of(tree, "kernel").write_text(json.dumps(oplog.asdict(entry)))
+    recovered = lib.recover_interrupted(tree)
+    assert git(d, "rev-parse", "refs/heads/orch/largepage") == mine
+    assert any("was moved since" in note for note in recovered[0].notes)
