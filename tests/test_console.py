@@ -231,3 +231,56 @@ def test_replay_real_consoles(rules: RuleSet, name: str, verdict: str, cause: st
         assert free is not None and free.total_mib == 1983
         assert parse_meminfo(data.decode())["MemTotal"] == 2030616
         assert "guest-linux" in matcher.milestones
+
+
+# --------------------------------------------------------------------------- long lines
+
+
+def test_a_megabyte_line_without_newline_then_the_fail_line(rules: RuleSet) -> None:
+    matcher = ConsoleMatcher(rules)
+    junk = b"x" * 65536
+    for _ in range(48):  # 3 MiB of one line, in QEMU-sized reads
+        assert matcher.feed(junk, 0.0) is None
+    decided = matcher.feed(b"\r\nram_ut_alloc_iterator@guest_ram.c:304 Failed to allocate page\r\n", 1.0)
+    assert decided is not None and decided.cause == "vmm-allocation" and decided.time == 1.0
+    assert decided.line.startswith("ram_ut_alloc_iterator")
+
+
+def test_a_fail_text_at_the_end_of_a_huge_line_is_found(rules: RuleSet) -> None:
+    matcher = ConsoleMatcher(rules)
+    for _ in range(40):
+        matcher.feed(b"y" * 65536, 0.0)
+    decided = matcher.feed(b" Failed to allocate page\n", 2.0)
+    assert decided is not None and decided.cause == "vmm-allocation"
+    assert len(decided.line) <= 401  # the report shows the line's end, not megabytes
+
+
+def test_matching_work_is_linear_in_the_bytes_fed(rules: RuleSet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Count the characters the rules are run over: bounded by a constant per byte fed, however
+    long the line (the old matcher re-read the whole unfinished line on every read)."""
+    import orchestrator.boot.console as console
+
+    seen = [0]
+    real = console.strip_ansi
+
+    def counting(text: str) -> str:
+        seen[0] += len(text)
+        return real(text)
+
+    monkeypatch.setattr(console, "strip_ansi", counting)
+    matcher = ConsoleMatcher(rules)
+    fed = 0
+    for _ in range(256):  # 4 MiB, one line, 16 KiB at a time
+        chunk = b"z" * 16384
+        matcher.feed(chunk, 0.0)
+        fed += len(chunk)
+    matcher.feed(b"\n", 0.0)
+    assert seen[0] <= 3 * fed
+    assert matcher.line_number == 2
+
+
+def test_a_prompt_after_a_long_line_is_still_seen(rules: RuleSet) -> None:
+    matcher = ConsoleMatcher(rules)
+    matcher.feed(b"q" * (3 << 20), 0.0)
+    decided = matcher.feed(b"buildroot login: ", 1.0)
+    assert decided is not None and decided.kind == "pass"

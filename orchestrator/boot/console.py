@@ -144,13 +144,24 @@ class Match:
     milestone: str | None = None
 
 
+LOOKBACK = 4096
+"""Characters at the end of an unfinished line that ``partial`` rules (prompts) are matched
+against each time more of the line arrives: bounded, so a line that never ends costs time
+linear in its length, not quadratic."""
+
+MAX_LINE = 1 << 20
+"""Characters of one line kept for the whole-line rules when it ends (its last ones: a line
+longer than this -- megabytes without a newline -- is judged by its tail)."""
+
+
 @dataclass
 class ConsoleMatcher:
     """Feeds on raw console bytes and judges them line by line, as they arrive.
 
     ``feed`` returns the run's decisive match the first time one appears (and ``None``
     otherwise); ``judge_partial`` lets a caller treat a line that stopped mid-way (a prompt)
-    as printed after a quiet spell, so non-partial rules see it too.
+    as printed after a quiet spell, so non-partial rules see it too. Work per ``feed`` is
+    linear in the bytes fed (plus :data:`LOOKBACK`), however long the current line gets.
     """
 
     ruleset: RuleSet
@@ -163,7 +174,9 @@ class ConsoleMatcher:
     _decoder: codecs.BufferedIncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
-    _partial: str = ""
+    _chunks: list[str] = field(default_factory=list)  # the current line, in pieces
+    _length: int = 0  # of the current line's kept pieces
+    _tail: str = ""  # the current line's last LOOKBACK characters
     _fired: set[int] = field(default_factory=set)
     _ignored: bool = False
 
@@ -171,45 +184,73 @@ class ConsoleMatcher:
         """Add console bytes received at ``now``; the decisive match if this decided the run."""
         text = self._decoder.decode(data)
         before = self.decisive
-        while text:
-            head, newline, text = text.partition("\n")
-            self._partial += head
-            if newline:
-                self._judge(now, complete=True)
+        partial_rules = any(rule.partial for rule in self.ruleset.rules)
+        start = 0
+        while start < len(text):
+            end = text.find("\n", start)
+            head = text[start:] if end < 0 else text[start:end]
+            self._append(head)
+            if end >= 0:
+                self._judge(self._line(), now, complete=True)
                 self._next_line()
-            elif head:
-                self._judge(now, complete=False)
+                start = end + 1
+            else:
+                if head and partial_rules:
+                    window = self._tail + head
+                    self._judge(window[-(LOOKBACK + len(head)):], now, complete=False)
+                start = len(text)
+            self._tail = (self._tail + head)[-LOOKBACK:] if end < 0 else ""
         return self.decisive if self.decisive is not before else None
 
     def judge_partial(self, now: float) -> Match | None:
         """Judge the unfinished line with every rule (it has been quiet for a while)."""
         before = self.decisive
-        if self._partial:
-            self._judge(now, complete=True)
+        if self._length:
+            self._judge(self._line(), now, complete=True)
         return self.decisive if self.decisive is not before else None
 
     def finish(self, now: float) -> Match | None:
         """The console ended: judge what is left of the last line."""
         before = self.decisive
-        self._partial += self._decoder.decode(b"", final=True)
-        if self._partial:
-            self._judge(now, complete=True)
+        self._append(self._decoder.decode(b"", final=True))
+        if self._length:
+            self._judge(self._line(), now, complete=True)
         return self.decisive if self.decisive is not before else None
 
     @property
+    def has_partial_line(self) -> bool:
+        """Whether an unfinished line is pending (cheap: no text is built)."""
+        return self._length > 0
+
+    @property
     def partial_line(self) -> str:
-        return strip_ansi(self._partial)
+        """The end of the unfinished line (at most :data:`LOOKBACK` characters), cleaned."""
+        return strip_ansi(self._tail)
+
+    def _append(self, piece: str) -> None:
+        if not piece:
+            return
+        self._chunks.append(piece)
+        self._length += len(piece)
+        if self._length > 2 * MAX_LINE:  # keep the last MAX_LINE characters
+            kept = "".join(self._chunks)[-MAX_LINE:]
+            self._chunks, self._length = [kept], len(kept)
+
+    def _line(self) -> str:
+        line = "".join(self._chunks)[-MAX_LINE:]
+        self._chunks, self._length = ([line], len(line)) if line else ([], 0)
+        return line
 
     def _next_line(self) -> None:
-        self._partial = ""
+        self._chunks, self._length, self._tail = [], 0, ""
         self._fired = set()
         self._ignored = False
         self.line_number += 1
 
-    def _judge(self, now: float, *, complete: bool) -> None:
+    def _judge(self, raw: str, now: float, *, complete: bool) -> None:
         if self._ignored:
             return
-        text = strip_ansi(self._partial)
+        text = strip_ansi(raw)
         for index, rule in enumerate(self.ruleset.rules):
             if index in self._fired or not (complete or rule.partial):
                 continue
@@ -219,7 +260,7 @@ class ConsoleMatcher:
             if rule.kind == "ignore":
                 self._ignored = True
                 return
-            self._record(Match(rule.name, rule.kind, text.strip(), now, self.line_number,
+            self._record(Match(rule.name, rule.kind, _shown(text), now, self.line_number,
                                rule.cause, rule.milestone))
 
     def _record(self, match: Match) -> None:
@@ -236,6 +277,15 @@ class ConsoleMatcher:
     def booted(self) -> bool:
         """Whether seL4 itself came up (the boot/test timeout split)."""
         return self.ruleset.boot_milestone in self.milestones
+
+
+SHOWN_LINE = 400
+
+
+def _shown(text: str) -> str:
+    """A matched line as reports show it: stripped, and its end when it is very long."""
+    text = text.strip()
+    return text if len(text) <= SHOWN_LINE else "…" + text[-SHOWN_LINE:]
 
 
 def replay(ruleset: RuleSet, data: bytes, chunk: int = 1) -> ConsoleMatcher:

@@ -341,7 +341,7 @@ class _Console:
         self.observer.console(data)
         self.last_data_at = now
         decided = self.matcher.feed(data, now)
-        self.partial_judged = not self.matcher.partial_line
+        self.partial_judged = not self.matcher.has_partial_line
         return decided
 
     def drain(self, limit: float = 0.5) -> None:
