@@ -27,6 +27,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from orchestrator.errors import OrchError
+from orchestrator.sanitize import terminal_text
+
+
+class SafeConsole(Console):
+    """A rich Console that passes every string it renders through the sanitizer (outside text
+    reaches tables and messages as strings: patch subjects, git errors, manifest paths), so
+    only printable text reaches the terminal; rich adds its own colours afterwards."""
+
+    def render_str(self, text: str, *args: Any, **kwargs: Any) -> Any:
+        return super().render_str(terminal_text(text), *args, **kwargs)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -124,7 +134,7 @@ class _PlainTracker:
     def add(self, name: str, total: float | None = None) -> int:
         with self.lock:
             task = len(self.names) + 1
-            self.names[task] = name
+            self.names[task] = terminal_text(name)
             self.started[task] = time.monotonic()
         return task
 
@@ -159,22 +169,24 @@ class _RichTracker:
     progress: Progress
 
     def add(self, name: str, total: float | None = None) -> int:
-        return int(self.progress.add_task(escape(name), total=total, status=""))
+        return int(self.progress.add_task(escape(terminal_text(name)), total=total, status=""))
 
     def advance(self, task: int, amount: float = 1.0, status: str | None = None) -> None:
         if status is None:
             self.progress.advance(task, amount)  # type: ignore[arg-type]
         else:
-            self.progress.update(task, advance=amount, status=escape(status))  # type: ignore[arg-type]
+            self.progress.update(task, advance=amount,  # type: ignore[arg-type]
+                                 status=escape(terminal_text(status)))
 
     def done(self, task: int, status: str) -> None:
+        status = escape(terminal_text(status))
         for t in self.progress.tasks:
             if t.id == task:
                 total = t.total or 1
                 self.progress.update(t.id, total=total, completed=total, status=escape(status))
 
 
-class _Console(Console):
+class _Console(SafeConsole):
     """rich's console, except that a closed stdout (``orch status | head``) raises
     BrokenPipeError for the CLI to end quietly with 0, where rich would exit 1."""
 
@@ -200,7 +212,7 @@ class UI:
         text for logs and pasting into reviews."""
         no_color = not color or None  # None: rich decides (it honours NO_COLOR and TTYs)
         out = _Console(file=sys.stdout, highlight=False, soft_wrap=True, no_color=no_color)
-        err = Console(file=sys.stderr, highlight=False, soft_wrap=True, no_color=no_color)
+        err = SafeConsole(file=sys.stderr, highlight=False, soft_wrap=True, no_color=no_color)
         return cls(out=out, err=err, quiet=quiet, json=json_mode, verbose=verbose)
 
     @classmethod
@@ -219,12 +231,14 @@ class UI:
             self.err.print(escape(message), highlight=False)
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+        """A warning (plain text: brackets in it are shown, never taken as markup)."""
+        self.err.print(f"[yellow]warning:[/] {escape(terminal_text(message))}", highlight=False)
 
     def error(self, error: OrchError) -> None:
-        self.err.print(f"[bold red]error:[/] {escape(error.message)}", highlight=False, markup=True)
+        self.err.print(f"[bold red]error:[/] {escape(terminal_text(error.message))}", highlight=False,
+                       markup=True)
         if error.hint:
-            self.err.print(f"[dim]hint: {escape(error.hint)}[/]", highlight=False)
+            self.err.print(f"[dim]hint: {escape(terminal_text(error.hint))}[/]", highlight=False)
 
     def result(self, data: Any, table: Table | str | None = None) -> None:
         """Print a command's result: JSON on stdout in --json mode, else the table."""

@@ -10,6 +10,7 @@ byte beside the record.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import datetime as dt
 import re
@@ -35,6 +36,7 @@ from orchestrator.digest import sha256_file_or_none
 from orchestrator.errors import InfraError, InputError, exit_code_for_verdict
 from orchestrator.runtime.base import Bind, CommandNotFound, Process, Runtime, distinct_dirs
 from orchestrator.runtime.host import HostRuntime
+from orchestrator.sanitize import StreamSanitizer
 from orchestrator.ui import UI, to_jsonable
 
 Verdict = Literal["pass", "fail", "timeout", "error"]
@@ -256,6 +258,8 @@ class _Observer:
         self._status: Any = None
         self._last_update = 0.0
         self._reported: set[str] = set()
+        self._sanitizer = StreamSanitizer(sgr=True)
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def __enter__(self) -> _Observer:
         if self.ui.interactive and not self.ui.verbose:
@@ -268,8 +272,10 @@ class _Observer:
             self._status.stop()
 
     def console(self, data: bytes) -> None:
+        """-v: the guest's console as it comes, through the sanitizer (colours kept; titles,
+        clipboard writes, cursor moves dropped). console.log keeps the raw bytes."""
         if self.ui.verbose and not self.ui.quiet:
-            self.ui.err.file.write(data.decode(errors="replace"))
+            self.ui.err.file.write(self._sanitizer.feed(self._decoder.decode(data)))
             self.ui.err.file.flush()
 
     def progress(self, elapsed: float, matcher: ConsoleMatcher, force: bool = False) -> None:

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from orchestrator import __version__, layout
+from rich.markup import escape
+
 from orchestrator.build.spec import BuildSpec, VariantSpec
 from orchestrator.digest import json_digest, sha256_file
 from orchestrator.errors import EXIT_FAIL, InfraError, OrchError

@@ -17,6 +17,7 @@ from orchestrator.patchset import apply as lib
 from orchestrator.patchset.dryrun import CheckReport, Status
 from orchestrator.patchset.journal import Interrupted
 from orchestrator.patchset.suggest import missing_requires
+from orchestrator.sanitize import terminal_text
 from orchestrator.ui import UI
 from orchestrator.workspace.tree import SourceTree
 
@@ -135,7 +136,7 @@ def handle_show(args: argparse.Namespace, ui: UI) -> int:
             "requires": ps.requires, "patches": patches, "build": ps.build, "variants": ps.variants}
     table = _table(f"{ps.name}: {ps.description}", "project", "patch", "subject", "sha256")
     for p in patches:
-        table.add_row(p["project"], escape(p["file"]), escape(p["subject"]), p["sha256"][:12])
+        table.add_row(*(_text(p[key]) for key in ("project", "file", "subject")), p["sha256"][:12])
     if ps.requires:
         table.caption = f"requires: {', '.join(ps.requires)}"
     ui.result(data, table)
@@ -143,6 +144,11 @@ def handle_show(args: argparse.Namespace, ui: UI) -> int:
 
 
 # --------------------------------------------------------------------------- check / apply
+
+
+def _text(outside: str) -> str:
+    """Text from a patch or config for a table cell: sanitized, and shown as it is (no markup)."""
+    return escape(terminal_text(outside))
 
 
 def _table(title: str, *columns: str) -> Table:
@@ -158,9 +164,9 @@ def check_table(report: CheckReport) -> Table:
     for patch in report.patches:
         for i, hunk in enumerate(patch.hunks):
             style = _STATUS_STYLE[hunk.status]
-            result = f"[{style}]{hunk.status.value}[/]" + (f"\n{escape(hunk.reason)}" if hunk.reason else "")
-            where = f"{patch.patchset}: {patch.project}\n{patch.patch}" if i == 0 else ""
-            table.add_row(escape(where), escape(f"{hunk.file}\n{hunk.header}"), result)
+            result = f"[{style}]{hunk.status.value}[/]" + (f"\n{_text(hunk.reason)}" if hunk.reason else "")
+            where = _text(f"{patch.patchset}: {patch.project}\n{patch.patch}") if i == 0 else ""
+            table.add_row(where, _text(f"{hunk.file}\n{hunk.header}"), result)
     return table
 
 
