@@ -253,3 +253,73 @@ def test_a_ref_the_user_moved_after_the_crash_is_left_where_they_put_it(tree: So
     recovered = lib.recover_interrupted(tree)
     assert git(d, "rev-parse", "refs/heads/orch/largepage") == mine
     assert any("was moved since" in note for note in recovered[0].notes)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_non_utf8_patchset_toml_names_the_file_and_offset(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.cli import main
+
+    (tmp_path / "latin").mkdir()
+    (tmp_path / "latin" / "patchset.toml").write_bytes(b'description = "caf\xe9"\n')
+    for argv in (["patchset", "list"], ["patchset", "show", "latin"]):
+        assert main([*argv, "--patchsets", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert "patchset.toml: not UTF-8: byte offset 18 (0xe9)" in err.replace("\n", "")
+    with pytest.raises(InputError) as error:
+        lib.resolve(["latin"], [tmp_path])
+    assert "byte offset 18" in error.value.message
+
+
+def test_non_utf8_repo_diff_import_names_the_file_and_offset(tmp_path: Path) -> None:
+    diff = tmp_path / "repo.diff"
+    diff.write_bytes(b"project kernel/\ndiff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+\xff\n")
+    with pytest.raises(InputError) as error:
+        lib.import_patchset("latin", diff, tmp_path / "out")
+    assert str(diff) in error.value.message and "byte offset 67 (0xff)" in error.value.message
+    assert not (tmp_path / "out" / "latin").exists()
+
+
+def test_unknown_patchset_keys_warn_with_a_guess(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.cli import main
+    from tests.test_patchset import make_patchset, simple_patch
+
+    make_patchset(tmp_path, "typo", {"kernel": {"0001-a.patch": simple_patch("a", "x", "y")}})
+    config = tmp_path / "typo" / "patchset.toml"
+    config.write_text(config.read_text().replace("requires", "require").replace(
+        "sha256 =", "sha265 = \"x\"\nsha256 =") + "\n[projects.kernel.extra]\n")
+    ps = lib.load_patchset("typo", [tmp_path])
+    assert any("unknown key 'require' ignored (did you mean 'requires'?)" in w for w in ps.warnings)
+    assert any("unknown key 'sha265' ignored (did you mean 'sha256'?)" in w for w in ps.warnings)
+    assert any("[projects.\"kernel\"]: unknown key 'extra'" in w for w in ps.warnings)
+    assert main(["patchset", "show", "typo", "--patchsets", str(tmp_path)]) == 0
+    assert "did you mean 'requires'?" in capsys.readouterr().err
+
+
+def test_a_dash_name_is_refused_with_a_consistent_hint() -> None:
+    from orchestrator.patchset.config import check_name
+
+    with pytest.raises(InputError) as error:
+        check_name("-rf")
+    assert error.value.hint is not None and "start with a letter or digit" in error.value.hint
+    assert check_name("my-fix.v2") == "my-fix.v2"
+
+
+def test_import_warns_about_a_project_the_manifest_lacks(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator.cli import main
+    from tests.support.seed import make_seed_server
+
+    manifest = make_seed_server(tmp_path)
+    ws = tmp_path / "ws"
+    assert main(["sync", "-q", "-m", str(manifest), "-w", str(ws)]) == 0
+    diff = tmp_path / "one.diff"
+    diff.write_text("diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n")
+    capsys.readouterr()
+    code = main(["patchset", "import", "typo", str(diff), "--project", "kernal", "-w", str(ws),
+                 "--patchsets", str(tmp_path / "ps")])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "project 'kernal' is not in the workspace's manifest (did you mean 'kernel'?)" in err

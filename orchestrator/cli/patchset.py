@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 from pathlib import Path
@@ -91,6 +92,24 @@ def _search_path(args: argparse.Namespace) -> list[Path]:
     return lib.patchset_search_path(_cli_dirs(args), os.environ)
 
 
+def _warn_about(patchsets: list[lib.Patchset], ui: UI) -> None:
+    for ps in patchsets:
+        for warning in ps.warnings:
+            ui.warn(warning)
+
+
+def _resolve(args: argparse.Namespace, ui: UI) -> list[lib.Patchset]:
+    chain = lib.resolve(args.names, _search_path(args))
+    _warn_about(chain, ui)
+    return chain
+
+
+def _load(args: argparse.Namespace, ui: UI) -> lib.Patchset:
+    ps = lib.load_patchset(args.name, _search_path(args))
+    _warn_about([ps], ui)
+    return ps
+
+
 def _tree(args: argparse.Namespace) -> SourceTree:
     from orchestrator.workspace.sync import Workspace  # lazily: the workspace module is optional here
 
@@ -108,6 +127,7 @@ def handle_list(args: argparse.Namespace, ui: UI) -> int:
     for name, directory in lib.available_patchsets(search).items():
         try:
             ps = lib.load_patchset(name, [directory.parent])
+            _warn_about([ps], ui)
         except InputError as error:  # list the others; this one shows its error, and exit 2
             rows.append({"name": name, "error": error.message, "directory": str(directory)})
             table.add_row(name, "", "", f"[red]broken:[/] {escape(error.message)}", str(directory))
@@ -127,7 +147,7 @@ def handle_list(args: argparse.Namespace, ui: UI) -> int:
 def handle_show(args: argparse.Namespace, ui: UI) -> int:
     from orchestrator.patchset.patchfile import parse_patch_file
 
-    ps = lib.load_patchset(args.name, _search_path(args))
+    ps = _load(args, ui)
     patches = []
     for ref in ps.patches():
         subject = parse_patch_file(ref.path).subject if ref.path.is_file() else "(missing)"
@@ -171,7 +191,7 @@ def check_table(report: CheckReport) -> Table:
 
 
 def handle_check(args: argparse.Namespace, ui: UI) -> int:
-    chain = lib.resolve(args.names, _search_path(args))
+    chain = _resolve(args, ui)
     tree = _tree(args)
     report = lib.check(tree, chain)
     suggested = [] if report.ok else missing_requires(tree, chain, report, _search_path(args))
@@ -185,7 +205,7 @@ def handle_check(args: argparse.Namespace, ui: UI) -> int:
 
 
 def handle_apply(args: argparse.Namespace, ui: UI) -> int:
-    chain = lib.resolve(args.names, _search_path(args))
+    chain = _resolve(args, ui)
     tree = _tree(args)
     _say_recovered(ui, lib.recover_interrupted(tree))
     report = lib.apply(tree, chain, three_way=args.three_way)
@@ -217,7 +237,7 @@ def _say_recovered(ui: UI, recovered: list[Interrupted]) -> None:
 def handle_revert(args: argparse.Namespace, ui: UI) -> int:
     if not args.names and not args.all:
         raise InputError("orch patchset revert: name a patchset, or pass --all")
-    chain = None if args.all else lib.resolve(args.names, _search_path(args))
+    chain = None if args.all else _resolve(args, ui)
     tree = _tree(args)
     _say_recovered(ui, lib.recover_interrupted(tree))
     report = lib.revert(tree, chain)
@@ -233,7 +253,7 @@ def handle_revert(args: argparse.Namespace, ui: UI) -> int:
 
 
 def handle_refresh(args: argparse.Namespace, ui: UI) -> int:
-    ps = lib.load_patchset(args.name, _search_path(args))
+    ps = _load(args, ui)
     report = lib.refresh(_tree(args), ps)
     table = _table(f"refresh {ps.name} ({ps.directory})", "project", "patch", "status", "sha256")
     for p in report.patches:
@@ -258,8 +278,27 @@ def handle_import(args: argparse.Namespace, ui: UI) -> int:
     ui.info(f"[build]: app {build.get('app')}, platform {build.get('platform')}, cmake "
             f"{' '.join(build.get('cmake', []))}; variants {', '.join(ps.variants)} "
             f"(edit {ps.config_path} to change)")
+    _warn_unknown_projects(args, ps, ui)
     ui.info(_after_import(ps.name, target, _search_path(args)))
     return EXIT_OK
+
+
+def _warn_unknown_projects(args: argparse.Namespace, ps: lib.Patchset, ui: UI) -> None:
+    """Imported projects the workspace's manifest lacks (a typo, or another manifest's path):
+    apply would refuse them, so say so now. Nothing to compare with outside a workspace."""
+    from orchestrator.errors import OrchError
+    from orchestrator.workspace.sync import Workspace
+
+    try:
+        known = Workspace.open(workspace_root(args)).tree().projects
+    except OrchError:
+        return
+    for project in ps.projects:
+        if project not in known:
+            close = difflib.get_close_matches(project, list(known), n=1)
+            guess = f" (did you mean '{close[0]}'?)" if close else ""
+            ui.warn(f"{ps.name}: project '{project}' is not in the workspace's manifest{guess}; "
+                    "apply will refuse it")
 
 
 def _after_import(name: str, target: Path, search_path: list[Path]) -> str:

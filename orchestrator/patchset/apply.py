@@ -805,6 +805,17 @@ def _replace_series(
 # --------------------------------------------------------------------------- import
 
 
+def _read_utf8(source: Path) -> str:
+    try:
+        return source.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        byte = error.object[error.start]
+        raise InputError(f"{source}: not UTF-8: byte offset {error.start} (0x{byte:02x})",
+                         hint="orch keeps imported diffs as UTF-8 mail; re-encode it (iconv) first") from None
+    except OSError as error:
+        raise InputError(f"{source}: cannot read: {error.strerror}") from None
+
+
 def _git_identity() -> str:
     try:
         ident = git.Git().execute(["git", "var", "GIT_AUTHOR_IDENT"], strip_newline_in_stdout=True)
@@ -856,7 +867,7 @@ def import_patchset(
                 parse_patch_file(file)
             staged[proj] = [(f.name, f.read_bytes()) for f in files]
     elif source.is_file():
-        text = source.read_text(encoding="utf-8", errors="surrogateescape")
+        text = _read_utf8(source)
         who = author or _git_identity()
         if project is not None:
             sections = {project.strip("/"): text}

@@ -9,6 +9,7 @@ module (``[params]`` is parsed by :mod:`orchestrator.patchset.params`).
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -51,6 +52,7 @@ class Patchset:
     build: dict[str, Any] = field(default_factory=dict)
     variants: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)  # raw [params]: orchestrator.patchset.params
+    warnings: list[str] = field(default_factory=list)  # e.g. unknown keys in patchset.toml
 
     @property
     def config_path(self) -> Path:
@@ -62,7 +64,10 @@ class Patchset:
 
 def check_name(name: str) -> str:
     if not _NAME.match(name):
-        raise InputError(f"patchset name '{name}' is not valid", hint="use letters, digits, '.', '_', '-'")
+        raise InputError(
+            f"patchset name '{name}' is not valid",
+            hint="start with a letter or digit, then letters, digits, '.', '_' or '-' (e.g. my-fix.v2)",
+        )
     return name
 
 
@@ -122,17 +127,37 @@ def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     return value
 
 
-def _parse_projects(data: dict[str, Any], directory: Path, where: str) -> dict[str, list[PatchRef]]:
+TOP_KEYS = ("description", "requires", "projects", "build", "variants", "params")
+PROJECT_KEYS = ("patches",)
+PATCH_KEYS = ("file", "sha256")
+
+
+def unknown_keys(table: Mapping[str, Any], known: Sequence[str], where: str) -> list[str]:
+    """A warning per key of ``table`` not in ``known``, with the closest known key if any."""
+    warnings: list[str] = []
+    for key in table:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        guess = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(known)})"
+        warnings.append(f"{where}: unknown key '{key}' ignored{guess}")
+    return warnings
+
+
+def _parse_projects(data: dict[str, Any], directory: Path, where: str,
+                    warnings: list[str]) -> dict[str, list[PatchRef]]:
     projects: dict[str, list[PatchRef]] = {}
     for project, spec in _table(data, "projects", where).items():
         check_relative_path(project, f"{where}: [projects.\"{project}\"]")
         if not isinstance(spec, dict) or not isinstance(spec.get("patches"), list):
             raise InputError(f"{where}: [projects.\"{project}\"] needs a 'patches' list")
+        warnings += unknown_keys(spec, PROJECT_KEYS, f"{where}: [projects.\"{project}\"]")
         refs: list[PatchRef] = []
         for i, entry in enumerate(spec["patches"]):
             at = f"{where}: projects.\"{project}\".patches[{i}]"
             if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
                 raise InputError(f"{at}: needs file = \"...\" and sha256 = \"...\"")
+            warnings += unknown_keys(entry, PATCH_KEYS, at)
             file, digest = entry["file"], entry.get("sha256")
             if "/" in file or "\\" in file or file in (".", ".."):
                 raise InputError(f"{at}: file '{file}' must be a plain file name")
@@ -147,7 +172,10 @@ def parse_config(name: str, directory: Path) -> Patchset:
     path = directory / CONFIG_NAME
     where = str(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise InputError(f"{where}: not UTF-8: byte offset {error.start} "
+                         f"(0x{error.object[error.start]:02x})", hint="TOML files are UTF-8 text") from None
     except tomllib.TOMLDecodeError as error:
         raise InputError(f"{where}: invalid TOML: {error}") from None
     except OSError as error:
@@ -158,15 +186,17 @@ def parse_config(name: str, directory: Path) -> Patchset:
         raise InputError(f"{where}: description must be a string")
     if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
         raise InputError(f"{where}: requires must be a list of patchset names")
+    warnings = unknown_keys(data, TOP_KEYS, where)
     return Patchset(
         name=name,
         directory=directory,
         description=description,
         requires=[check_name(r) for r in requires],
-        projects=_parse_projects(data, directory, where),
+        projects=_parse_projects(data, directory, where, warnings),
         build=_table(data, "build", where),
         variants=_table(data, "variants", where),
         params=_table(data, "params", where),
+        warnings=warnings,
     )
 
 
