@@ -32,6 +32,7 @@ from orchestrator.errors import (
     EXIT_CANNOT_TEST,
     EXIT_FAIL,
     EXIT_OK,
+    EXIT_USAGE,
     InfraError,
     InputError,
     OrchError,
@@ -245,6 +246,57 @@ class _Context:
     stamp: str
     sparse: dict[str, list[str]] = field(default_factory=dict)
     partial_clone: bool = False
+    nested: dict[str, list[str]] = field(default_factory=dict)  # path -> projects inside it
+
+
+def nested_projects(paths: Sequence[str]) -> dict[str, list[str]]:
+    """Project path -> the paths (relative to it) of the projects checked out inside it."""
+    inside: dict[str, list[str]] = {}
+    for outer in paths:
+        prefix = outer.rstrip("/") + "/"
+        inner = sorted(p.removeprefix(prefix) for p in paths if p.startswith(prefix))
+        if inner:
+            inside[outer] = inner
+    return inside
+
+
+def nesting_depth(path: str, paths: Sequence[str]) -> int:
+    """How many other projects ``path`` is checked out inside."""
+    return sum(1 for other in paths if path.startswith(other.rstrip("/") + "/"))
+
+
+def symlink_on_path(root: Path, rel: str) -> str | None:
+    """The first component of ``root/rel`` that is a symlink (a checkout there would be written
+    wherever the link points, maybe outside the workspace), else None."""
+    current = root
+    for part in Path(rel).parts:
+        current = current / part
+        if current.is_symlink():
+            return current.relative_to(root).as_posix()
+    return None
+
+
+EXCLUDE_BEGIN = "# orch: projects checked out inside this one (begin)"
+EXCLUDE_END = "# orch: (end)"
+
+
+def exclude_nested(git_dir: Path, inner: Sequence[str]) -> None:
+    """List the projects nested in this checkout in its ``info/exclude`` (orch's own block),
+    so they do not make it look dirty."""
+    exclude = git_dir / "info" / "exclude"
+    try:
+        text = exclude.read_text(encoding="utf-8", errors="surrogateescape")
+    except FileNotFoundError:
+        text = ""
+    original = text
+    if EXCLUDE_BEGIN in text:
+        head, _, rest = text.partition(EXCLUDE_BEGIN)
+        text = head + rest.partition(EXCLUDE_END + "\n")[2]
+    block = "".join(f"/{p}/\n" for p in inner)
+    new = text + (f"{EXCLUDE_BEGIN}\n{block}{EXCLUDE_END}\n" if inner else "")
+    if new != original:
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        exclude.write_text(new, encoding="utf-8", errors="surrogateescape")
 
 
 class Workspace:
@@ -446,7 +498,8 @@ class Workspace:
             wanted_sparse = self._effective_sparse(manifest, remembered)
             partial = bool(previous and previous.partial_clone) if partial_clone is None else partial_clone
             context = _Context(mirror, force, old_projects, datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ"),
-                               wanted_sparse, partial)
+                               wanted_sparse, partial,
+                               nested_projects([p.path for p in manifest.projects]))
             results = self._sync_projects(manifest.projects, context, jobs or os.cpu_count() or 2, tracker)
             by_path = {r.path: r for r in results}
             synced = [p for p in manifest.projects if by_path[p.path].action not in ("failed",)]
@@ -531,16 +584,20 @@ class Workspace:
         tasks = {p.path: tracker.add(p.path, total=1) for p in projects}
         results: dict[str, ProjectResult] = {}
         pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="orch-sync")
+        paths = [p.path for p in projects]
+        depths = sorted({nesting_depth(path, paths) for path in paths})
         try:
-            futures: dict[Future[ProjectResult], Project] = {
-                pool.submit(self._sync_one_safely, p, context): p for p in projects}
-            for future, project in futures.items():
-                result = future.result()
-                results[project.path] = result
-                label = result.action + (f" ({result.sha[:12]})" if result.sha else "")
-                tracker.done(tasks[project.path], label + (f": {result.reason}" if result.reason else ""))
-                if overall is not None:
-                    tracker.advance(overall)
+            for depth in depths:  # outer projects are checked out before the ones inside them
+                futures: dict[Future[ProjectResult], Project] = {
+                    pool.submit(self._sync_one_safely, p, context): p for p in projects
+                    if nesting_depth(p.path, paths) == depth}
+                for future, project in futures.items():
+                    result = future.result()
+                    results[project.path] = result
+                    label = result.action + (f" ({result.sha[:12]})" if result.sha else "")
+                    tracker.done(tasks[project.path], label + (f": {result.reason}" if result.reason else ""))
+                    if overall is not None:
+                        tracker.advance(overall)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -572,6 +629,8 @@ class Workspace:
         git_dir = self.git_dir(project.path)
         checkout = self.checkout_dir(project.path)
         result = ProjectResult(project.path, project.name, "unchanged")
+        if self._escapes(project, result):
+            return result
         if self._is_noop(project, git_dir, checkout, ctx.sparse.get(project.path)):
             result.sha = project.revision
             return result
@@ -595,6 +654,20 @@ class Workspace:
             result.action = "updated"
         result.sha = sha
         return self._checkout(project, git_dir, checkout, sha, ctx, result)
+
+    def _escapes(self, project: Project, result: ProjectResult) -> bool:
+        """Refuse (exit 2) a project whose path runs through a symlink: the checkout would be
+        written wherever it points. Checked before cloning and again just before checking out,
+        when the projects it is nested in have been checked out (and could have added one)."""
+        link = symlink_on_path(self.root, project.path)
+        inside = self._inside_root(self.checkout_dir(project.path))
+        if link is None and inside:
+            return False
+        where = f"{link} is a symlink" if link else "it resolves outside the workspace"
+        self._skip(result, f"{project.path}: {where}; a checkout there could write outside the "
+                   "workspace, so it was not checked out")
+        result.action, result.exit_code = "failed", EXIT_USAGE
+        return True
 
     def _skip(self, result: ProjectResult, reason: str) -> ProjectResult:
         result.action, result.reason, result.exit_code = "skipped", reason, EXIT_FAIL
@@ -647,6 +720,7 @@ class Workspace:
 
     def _checkout(self, project: Project, git_dir: Path, checkout: Path, sha: str, ctx: _Context,
                   result: ProjectResult) -> ProjectResult:
+        exclude_nested(git_dir, ctx.nested.get(project.path, []))
         journal = git_dir / JOURNAL
         interrupted = journal.exists()
         first = not (git_dir / "index").exists() or not (checkout / ".git").is_file()
@@ -685,6 +759,8 @@ class Workspace:
             result.backup = self._backup(git_dir, checkout, head, modified + untracked > 0, ctx.stamp)
             result.action = "repaired" if interrupted else "forced"
             result.reason = ", ".join(problems) if problems else "an interrupted checkout"
+        if self._escapes(project, result):
+            return result
         journal.write_text(sha + "\n")  # only its existence matters
         gitops.write_gitfile(checkout, git_dir)
         if remake_index:
