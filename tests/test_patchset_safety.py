@@ -323,3 +323,45 @@ def test_import_warns_about_a_project_the_manifest_lacks(tmp_path: Path,
     err = capsys.readouterr().err
     assert code == 0
     assert "project 'kernal' is not in the workspace's manifest (did you mean 'kernel'?)" in err
+
+
+SYMLINK_THEN_WRITE = """From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001
+From: A <a@example.org>
+Date: Fri, 24 Jul 2026 12:00:00 +0000
+Subject: [PATCH] a link, and a file through it
+
+---
+diff --git a/lnk b/lnk
+new file mode 120000
+index 0000000..1111111
+--- /dev/null
++++ b/lnk
+@@ -0,0 +1 @@
++src
+\\ No newline at end of file
+diff --git a/lnk/new.c b/lnk/new.c
+new file mode 100644
+index 0000000..2222222
+--- /dev/null
++++ b/lnk/new.c
+@@ -0,0 +1 @@
++int x;
+"""
+
+
+def test_check_says_a_patch_writing_through_a_symlink_it_creates_fails(tree: SourceTree,
+                                                                       tmp_path: Path) -> None:
+    from tests.test_patchset import make_patchset
+
+    make_patchset(tmp_path, "linky", {"kernel": {"0001-link.patch": SYMLINK_THEN_WRITE}})
+    chain = lib.resolve(["linky"], [tmp_path])
+    report = lib.check(tree, chain)
+    assert not report.ok
+    failing = report.patches[0].first_failure()
+    assert failing is not None and failing.file == "lnk/new.c"
+    assert "beyond a symbolic link (lnk)" in failing.reason
+    before = snapshot(tree)
+    with pytest.raises(InputError) as error:
+        lib.apply(tree, chain)
+    assert "beyond a symbolic link" in error.value.message
+    assert snapshot(tree) == before

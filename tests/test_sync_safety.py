@@ -73,3 +73,17 @@ def test_nested_projects_leave_the_outer_one_clean(server: Server, tmp_path: Pat
     assert not rows["kernel"]["dirty"], rows["kernel"]
     code, report = sync_json(capsys, ws)
     assert code == 0 and actions(report)["kernel"] == "unchanged", report
+
+
+def test_status_after_an_interrupted_first_sync_says_so(server: Server, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    ws = tmp_path / "ws"
+    code, _ = sync_json(capsys, ws, "-m", str(server.manifest.bare))
+    assert code == 0
+    state_file = ws / ".orch" / "state.json"
+    state = json.loads(state_file.read_text())
+    state["projects"], state["synced_at"] = {}, None  # what a first sync writes before any project
+    state_file.write_text(json.dumps(state))
+    code, out, err = orch(capsys, "status", "-w", str(ws))
+    assert code == EXIT_USAGE
+    assert "first `orch sync` was interrupted" in err and out == ""

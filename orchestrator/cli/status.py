@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.common import workspace_root
+from orchestrator.errors import WorkspaceError
 from orchestrator.gc import collect
 from orchestrator.patchset.apply import applied_patchsets, recover_interrupted
 from orchestrator.ui import UI
@@ -48,6 +49,13 @@ def status_table(rows: Sequence[ProjectStatus], applied: Mapping[str, Sequence[s
 
 def handle(args: argparse.Namespace, ui: UI) -> int:
     workspace = Workspace.open(workspace_root(args))
+    state = workspace.state()
+    if state.synced_at is None and not state.projects:
+        raise WorkspaceError(
+            f"{workspace.root}: no sync has completed here (the first `orch sync` was interrupted "
+            "or is still running)",
+            hint="run `orch sync` again: it picks up where the interrupted one stopped",
+        )
     for operation in recover_interrupted(workspace.tree()):
         ui.warn(operation.describe())
         for note in operation.notes:

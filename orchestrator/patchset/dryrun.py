@@ -119,6 +119,21 @@ class _ProjectState:
 
     checkout: Path
     files: dict[str, _Content | None] = field(default_factory=dict)
+    links: dict[str, bool] = field(default_factory=dict)  # path -> is a symlink (as the series goes)
+
+    def is_link(self, rel: str) -> bool:
+        if rel not in self.links:
+            self.links[rel] = (self.checkout / rel).is_symlink()
+        return self.links[rel]
+
+    def link_above(self, rel: str) -> str | None:
+        """A directory of ``rel`` that is a symlink (in the checkout, or made by the series)."""
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            if self.is_link(prefix):
+                return prefix
+        return None
 
     def get(self, rel: str, label: str) -> _Content | None:
         if rel not in self.files:
@@ -140,6 +155,21 @@ def _check_new_file(state: _ProjectState, change: FileChange, label: str) -> lis
 
 
 def _check_change(state: _ProjectState, change: FileChange, label: str) -> list[HunkResult]:
+    for rel in (change.source, change.target):
+        link = state.link_above(rel) if rel is not None else None
+        if link is not None:  # git apply: "affected file ... is beyond a symbolic link"
+            why = f"beyond a symbolic link ({link})"
+            return [HunkResult(change.path, h.header, Status.FAILS, why) for h in change.hunks] or [
+                HunkResult(change.path, "(file)", Status.FAILS, why)]
+    results = _check_content(state, change, label)
+    if change.source is not None:
+        state.links[change.source] = False
+    if change.target is not None:
+        state.links[change.target] = change.symlink
+    return results
+
+
+def _check_content(state: _ProjectState, change: FileChange, label: str) -> list[HunkResult]:
     if change.source is None:
         return _check_new_file(state, change, label)
     content = state.get(change.source, label)

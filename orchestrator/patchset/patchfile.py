@@ -44,6 +44,7 @@ class FileChange:
     source: str | None  # path before, None for a new file
     target: str | None  # path after, None for a deleted file
     hunks: tuple[Hunk, ...]
+    symlink: bool = False  # the file after the patch is a symbolic link (mode 120000)
 
     @property
     def path(self) -> str:
@@ -58,6 +59,9 @@ class ParsedPatch:
     subject: str
     author: str
     changes: tuple[FileChange, ...] = field(default_factory=tuple)
+
+
+_SYMLINK_MODE = re.compile(r"^(?:new file mode|new mode) 120000$", re.MULTILINE)
 
 
 def _strip_prefix(name: str, prefix: str) -> str | None:
@@ -135,7 +139,8 @@ def parse_diff(text: str, label: str) -> tuple[FileChange, ...]:
                 check_relative_path(path, label)
         if source is None and target is None:
             raise InputError(f"{label}: a file diff has neither source nor target path")
-        changes.append(FileChange(source, target, tuple(_hunk_record(h) for h in pfile)))
+        symlink = bool(_SYMLINK_MODE.search(str(pfile.patch_info or "")))
+        changes.append(FileChange(source, target, tuple(_hunk_record(h) for h in pfile), symlink))
     return tuple(changes)
 
 
