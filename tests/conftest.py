@@ -36,6 +36,23 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+"""The reference data beside the repository (``../shared/data``): a real seL4 manifest, real
+consoles. CI has it; a missing file there is a failure, not a skip."""
+
+
+def shared_data(relative: str) -> Path:
+    """``../shared/data/<relative>``; skips without it locally, fails in CI (``CI`` or
+    ``ORCH_REQUIRE_DOCKER=1`` set)."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        reason = f"reference data {path} is missing (expected at ../shared/data beside the repository)"
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI is set)")
+        missing(reason)
+    return path
+
+
 def require_tools(*names: str) -> None:
     for name in names:
         if shutil.which(name) is None:

@@ -30,7 +30,7 @@ from orchestrator.build.builder import (
 )
 from orchestrator.build.spec import VariantSpec, override
 from orchestrator.build.variant_tree import worktrees_of
-from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, InfraError
+from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, InfraError, WorkspaceError
 from orchestrator.layout import sel4_cache_dir
 from orchestrator.runtime.base import LABEL_WORKSPACE, Runtime
 from orchestrator.runtime.docker import DockerRuntime
@@ -220,8 +220,9 @@ def test_timeout_is_an_infra_error_and_leaves_nothing(ws: BuildWorkspace, runtim
 
 def test_bad_patch_leaves_no_worktree(ws: BuildWorkspace) -> None:
     largepage = ws.patchsets["largepage"]
-    with pytest.raises(Exception):  # noqa: B017 - the patchset module's error for a patch that fails
+    with pytest.raises(WorkspaceError) as caught:  # the second copy finds the first one's commits
         build_variant(context(ws), VariantSpec("lp-only", ("largepage",)), [largepage, largepage])
+    assert "already in the tree, but not on orch's branch for 'largepage'" in caught.value.message
     assert_nothing_left(ws, "lp-only")
 
 

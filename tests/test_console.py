@@ -19,8 +19,7 @@ from orchestrator.boot.console import (
 )
 from orchestrator.boot.platform import load_platform
 from orchestrator.errors import InputError
-
-CONSOLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "consoles"
+from tests.conftest import shared_data
 
 # The interesting lines of the real 4K console (vm_minimal-qemu-arm-virt-2g-4k-fail.log), as
 # captured: CR CR LF line ends, the kernel's ANSI colours.
@@ -218,9 +217,7 @@ def test_parse_free_old_procps_and_garbage() -> None:
     ("vm_minimal-qemu-arm-virt-2g-largepage-pass.log", "pass", None),
 ])
 def test_replay_real_consoles(rules: RuleSet, name: str, verdict: str, cause: str | None) -> None:
-    path = CONSOLES / name
-    if not path.is_file():
-        pytest.skip(f"recorded console {name} not present beside the repository")
+    path = shared_data(f"consoles/{name}")
     data = path.read_bytes()
     matcher = replay(rules, data)
     assert matcher.decisive is not None

@@ -8,16 +8,13 @@ import pytest
 
 from orchestrator.errors import InputError
 from orchestrator.workspace.manifest import is_sha, load_manifest, resolve_fetch_url, to_xml
+from tests.conftest import shared_data
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "camkes-vm-examples-manifest"
 MANIFEST_URL = "https://github.com/seL4/camkes-vm-examples-manifest.git"
 
 
 def real(name: str) -> Path:
-    path = SHARED / name
-    if not path.is_file():
-        pytest.skip(f"reference manifest {name} not available next to the repository")
-    return path
+    return shared_data(f"camkes-vm-examples-manifest/{name}")
 
 
 def write(tmp_path: Path, text: str, name: str = "default.xml") -> Path:

@@ -26,7 +26,7 @@ DECISIVE_KINDS = frozenset({"pass", "fail"})
 
 # CSI sequences (colours, cursor moves), other two-byte ESC sequences, and C0 controls
 # except tab: the seL4 kernel colours its messages, QEMU's monitor prints ^A x.
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]|[\x00-\x08\x0b-\x1f\x7f]")
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[ -/]*[0-Z\\-~]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def strip_ansi(text: str) -> str:
