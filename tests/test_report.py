@@ -171,6 +171,9 @@ def test_markdown() -> None:
     assert "| guest MiB total/used/free/avail | - | 2001 / 10 / 1988 / 1957 |" in md
     assert "guest RAM from devices.camkes:11" in md
     assert "Reproduce: `orch build --patchset largepage`" in md
+    assert "| allocator metadata (estimate) | 120 MiB EXCEEDS 80 MiB pool |" in md
+    summary_part = md.split("<details>")[0]  # visible without opening the details
+    assert "**estimate**" not in summary_part and "estimate: frames x 2 nodes x 120 B" in summary_part
     # every table row has the same number of cells
     rows = [line for line in md.splitlines() if line.startswith("|")]
     assert len({row.replace("\\|", "").count("|") for row in rows}) == 1

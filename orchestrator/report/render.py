@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.analysis.memory import format_bytes
+from orchestrator.analysis.memory import ESTIMATE_LABEL, ESTIMATE_SOURCE, format_bytes
 from orchestrator.report.model import (
     BUILT,
     ERROR,
@@ -118,7 +118,7 @@ ROWS: list[tuple[str, typing.Callable[[VariantResult], str]]] = [
     ("VMM mempool (ELF)", pool_text),
     ("VMM .bss", lambda v: format_bytes(v.vmm.bss)),
     ("guest RAM / frame = frames", frames_text),
-    ("est. allocator metadata", metadata_text),
+    (ESTIMATE_LABEL, metadata_text),
     ("build", build_text),
     ("boot", boot_text),
 ]
@@ -131,7 +131,7 @@ def _cell(label: str, v: VariantResult, text: str) -> Text:
     elif label == "expectation":
         style = {EXPECTED: "green", UNEXPECTED: "bold red", ERROR: "magenta", PASSED: "green",
                  FAILED: "red"}.get(v.outcome, "")
-    elif label == "est. allocator metadata" and v.memory.fits is False:
+    elif label == ESTIMATE_LABEL and v.memory.fits is False:
         style = "yellow"
     elif label in ("build", "boot") and text == "cached":
         style = "cyan"
@@ -147,6 +147,9 @@ def table(report: JobReport) -> Table:
         grid.add_column(v.name, overflow="fold")
     for label, render in ROWS:
         grid.add_row(label, *(_cell(label, v, render(v)) for v in report.variants))
+    if any(v.memory.metadata is not None for v in report.variants):
+        grid.caption = f"allocator metadata: {ESTIMATE_SOURCE}"
+        grid.caption_justify = "left"
     return grid
 
 
@@ -205,6 +208,7 @@ def markdown(report: JobReport) -> str:
         if label == "verdict":
             cells = [f"**{c}**" for c in cells]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", f"_Allocator metadata: {ESTIMATE_SOURCE}._"]
     lines += ["", "<details><summary>Where the numbers come from</summary>", ""]
     for v in report.variants:
         m = v.memory
@@ -266,7 +270,8 @@ def junit(report: JobReport) -> str:
             error = ET.SubElement(case, "error", {"message": v.boot.message or v.build.message or summary})
             error.text = summary
         out = ET.SubElement(case, "system-out")
-        out.text = "\n".join(f"{label}: {render(v)}" for label, render in ROWS)
+        out.text = "\n".join([*(f"{label}: {render(v)}" for label, render in ROWS),
+                              f"(allocator metadata: {ESTIMATE_SOURCE})"])
     ET.indent(suite)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
 
@@ -290,7 +295,7 @@ DIFF_FIELDS: list[tuple[str, typing.Callable[[VariantResult], str]]] = [
     ("VMM mempool", lambda v: format_bytes(v.vmm.mempool)),
     ("VMM .bss", lambda v: format_bytes(v.vmm.bss)),
     ("frames", lambda v: str(v.memory.frames) if v.memory.frames is not None else "-"),
-    ("est. allocator metadata", lambda v: format_bytes(v.memory.metadata)),
+    (ESTIMATE_LABEL, lambda v: format_bytes(v.memory.metadata)),
     ("patchsets", lambda v: ", ".join(v.patchsets)),
     ("boot image sha256", lambda v: (v.build.boot_image_sha256 or "-")[:16]),
 ]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator import layout
+from orchestrator.analysis.memory import ESTIMATE_SOURCE
 from orchestrator.errors import InputError
 from orchestrator.report import store
 from orchestrator.report.model import JobReport
@@ -151,13 +152,15 @@ def evidence(workspace: Path, patchset: str, pins: dict[str, str], manifest: str
     else:
         lines += [f"`orch build` job `{report.id}` ({report.finished or report.started}), "
                   f"exit code {report.exit_code}:", "",
-                  "| variant | patchsets | verdict | expected | outcome | VMM mempool | page metadata |",
+                  "| variant | patchsets | verdict | expected | outcome | VMM mempool "
+                  "| page metadata (estimate) |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for v in report.variants:
             verdict = v.verdict + (f" ({v.boot.cause})" if v.boot.cause else "")
             expected = v.expect.describe() if v.expect else "-"
             lines.append(f"| {v.name} | {', '.join(v.patchsets)} | {verdict} | {expected} | {v.outcome} "
                          f"| {_size(v.vmm.mempool or v.memory.mempool)} | {_size(v.memory.metadata)} |")
+        lines += ["", f"Page metadata: {ESTIMATE_SOURCE}."]
         lines.append("")
         charts = sorted(p.name for p in (store.results_root(workspace) / report.id).glob("*.png"))
         if charts:
