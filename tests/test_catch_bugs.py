@@ -108,3 +108,42 @@ def test_remove_project_with_name_and_path_removes_only_that_checkout(tmp_path: 
         """))
     projects = {p.path for p in load_manifest(manifest).projects}
     assert projects == {"tools/a", "other"}
+
+
+def test_to_xml_keeps_every_attribute_and_pins_like_repo(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from orchestrator.workspace.manifest import to_xml
+
+    source = tmp_path / "default.xml"
+    source.write_text(textwrap.dedent("""\
+        <manifest>
+          <remote name="r" fetch="https://example.org/git/"/>
+          <remote name="other" fetch="https://other.example.org/"/>
+          <default remote="r" revision="main"/>
+          <project name="a" path="pa" revision="dev" upstream="up" dest-branch="db" groups="g1,g2"
+                   clone-depth="3" sync-s="true" sync-c="true" sync-tags="false">
+            <linkfile src="l1" dest="d1"/>
+            <copyfile src="c1" dest="e1"/>
+          </project>
+          <project name="b" remote="other" revision="1111111111111111111111111111111111111111"/>
+        </manifest>
+        """))
+    manifest = load_manifest(source)
+    plain = tmp_path / "plain.xml"
+    plain.write_text(to_xml(manifest))
+    again = load_manifest(plain)
+    strip = [replace(p, where="") for p in manifest.projects]
+    assert [replace(p, where="") for p in again.projects] == strip
+    assert (again.default_remote, again.default_revision) == ("r", "main")
+    urls = {r.name: r.url for r in manifest.remotes.values()}
+    assert {r.name: r.url for r in again.remotes.values()} == urls
+    sha = "2" * 40
+    pinned = tmp_path / "pinned.xml"
+    pinned.write_text(to_xml(manifest, {"pa": sha, "b": sha}))
+    a, b = load_manifest(pinned).projects
+    assert (a.revision, a.upstream) == (sha, "dev")  # the branch moves to upstream, as repo does
+    assert (b.revision, b.upstream) == (sha, None)  # a SHA pin was no branch
+    assert (a.sync_s, a.sync_c, a.sync_tags, a.clone_depth) == (True, True, False, 3)
+    assert (b.sync_s, b.sync_c, b.sync_tags, b.clone_depth) == (False, False, True, None)
+    assert 'sync-tags="false"' in pinned.read_text() and "sync-s" not in pinned.read_text().split('"b"')[1]
