@@ -28,7 +28,7 @@ from orchestrator.cluster.fanout import ManifestPin
 from orchestrator.cluster.task import PatchFile, pack_patchsets
 from orchestrator.cluster.task import PointResult as ClusterResult
 from orchestrator.cluster.task import PointTask as ClusterTask
-from orchestrator.errors import OrchError
+from orchestrator.cluster.worker import entry_main, write_result
 from orchestrator.patchset.apply import load_patchset, patchset_search_path, resolve
 from orchestrator.ui import UI
 from orchestrator.workspace.point import Point
@@ -82,23 +82,11 @@ def run_on_worker(task_file: Path, result_file: Path, workspace: Path, patchsets
                        env=dict(os.environ))
     results = layout.bisect_dir(workspace) / "remote" / uuid.uuid4().hex[:12]
     outcome = PipelineOracle(settings, UI.silent()).judge(step.point, step.image, results)
-    tmp = result_file.with_suffix(".tmp")
-    tmp.write_bytes(pickle.dumps(outcome))
-    tmp.replace(result_file)
+    write_result(result_file, outcome)
 
 
 def main(argv: Sequence[str]) -> int:
-    if len(argv) != 4:
-        print(f"usage: python -m {ENTRY} TASK RESULT WORKSPACE PATCHSETS", file=sys.stderr)
-        return 2
-    try:
-        run_on_worker(*(Path(a) for a in argv))
-    except KeyboardInterrupt:
-        return 130
-    except OrchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    return 0
+    return entry_main(ENTRY, argv, run_on_worker)
 
 
 if __name__ == "__main__":

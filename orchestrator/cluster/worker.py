@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import pickle
 import shutil
 import signal
 import socket
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from orchestrator.cluster.task import (
@@ -38,6 +39,7 @@ from orchestrator.cluster.task import (
     unpack_patchsets,
 )
 from orchestrator.digest import sha256_bytes
+from orchestrator.errors import OrchError
 
 POLL_SECONDS = 0.5
 PR_SET_PDEATHSIG = 1
@@ -225,3 +227,30 @@ def worker_command(scheduler: str, name: str | None, directory: Path, mirror: st
     if mirror:
         env["ORCH_MIRROR"] = mirror
     return argv, env
+
+
+WorkerSide = Callable[[Path, Path, Path, Path], None]
+
+
+def entry_main(entry: str, argv: Sequence[str], run_on_worker: WorkerSide) -> int:
+    """The ``python -m ENTRY TASK RESULT WORKSPACE PATCHSETS`` a task with an ``entry`` runs on
+    a worker: one shape for every stage (sweep points, bisect steps); orch's errors keep their
+    exit codes, Ctrl-C (or the worker's death) is 130."""
+    if len(argv) != 4:
+        print(f"usage: python -m {entry} TASK RESULT WORKSPACE PATCHSETS", file=sys.stderr)
+        return 2
+    try:
+        run_on_worker(*(Path(a) for a in argv))
+    except KeyboardInterrupt:
+        return 130
+    except OrchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+def write_result(result_file: Path, record: object) -> None:
+    """The stage's result record, pickled, written whole or not at all."""
+    tmp = result_file.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(record))
+    tmp.replace(result_file)

@@ -21,7 +21,8 @@ from orchestrator.cluster.fanout import ManifestPin
 from orchestrator.cluster.task import PatchFile, pack_patchsets
 from orchestrator.cluster.task import PointResult as ClusterResult
 from orchestrator.cluster.task import PointTask as ClusterTask
-from orchestrator.errors import InfraError, OrchError
+from orchestrator.cluster.worker import entry_main, write_result
+from orchestrator.errors import InfraError
 from orchestrator.patchset.apply import load_patchset, patchset_search_path, resolve
 from orchestrator.sweep.plan import PointResult, PointTask, SweepPlan
 from orchestrator.sweep.probe import run_point
@@ -68,23 +69,11 @@ def run_on_worker(task_file: Path, result_file: Path, workspace: Path, patchsets
     placed = replace(task, workspace=str(workspace.resolve()), patchset_dirs=(str(patchsets.resolve()),),
                      tree=f"sweep-{task.variant}-0")
     result = run_point(placed)
-    tmp = result_file.with_suffix(".tmp")
-    tmp.write_bytes(pickle.dumps(result))
-    tmp.replace(result_file)
+    write_result(result_file, result)
 
 
 def main(argv: Sequence[str]) -> int:
-    if len(argv) != 4:
-        print(f"usage: python -m {ENTRY} TASK RESULT WORKSPACE PATCHSETS", file=sys.stderr)
-        return 2
-    try:
-        run_on_worker(*(Path(a) for a in argv))
-    except KeyboardInterrupt:
-        return 130
-    except OrchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    return 0
+    return entry_main(ENTRY, argv, run_on_worker)
 
 
 if __name__ == "__main__":
