@@ -249,7 +249,7 @@ def _search_level(run: _Run, level: str, points: Sequence[LevelPoint],
 
     def progress(p: Progress) -> None:
         shown = ", ".join(f"{points[i].rev[:12]} {points[i].subject[:50]}" for i in p.batch)
-        run.ui.info(f"[bold]{level} step {p.step}[/]: {p.left} candidate{'s' * (p.left != 1)} left, "
+        run.ui.info(f"{level} step {p.step}: {p.left} candidate{'s' * (p.left != 1)} left, "
                     f"~{p.steps_to_go} more step{'s' * (p.steps_to_go != 1)}: testing {shown}")
 
     result = search(n, probe, width=run.request.width, known=known, on_progress=progress)
