@@ -194,5 +194,5 @@ def test_boots_in_docker_end_to_end(fx: E2EFixture, capsys: pytest.CaptureFixtur
     assert code == 0, out + err
     assert "FAIL (vmm-allocation)" in out and "2048 / 26 / 1954 / 1925" in out
     results = json.loads((fx.workspace / ".orch/results/latest/results.json").read_text())
-    assert {v["run_record"]["launcher"] for v in results["variants"]} == {f"docker:{qemu_image}"}
+    assert {v["boot_record"]["launcher"] for v in results["variants"]} == {f"docker:{qemu_image}"}
     assert boot_containers() <= before
