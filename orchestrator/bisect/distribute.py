@@ -29,6 +29,7 @@ from orchestrator.cluster.task import PatchFile, pack_patchsets
 from orchestrator.cluster.task import PointResult as ClusterResult
 from orchestrator.cluster.task import PointTask as ClusterTask
 from orchestrator.cluster.worker import entry_main, write_result
+from orchestrator.errors import InputError
 from orchestrator.patchset.apply import load_patchset, patchset_search_path, resolve
 from orchestrator.ui import UI
 from orchestrator.workspace.point import Point
@@ -77,7 +78,7 @@ def run_on_worker(task_file: Path, result_file: Path, workspace: Path, patchsets
     """Worker side: judge the point in this worker's synced workspace."""
     step = pickle.loads(task_file.read_bytes())
     if not isinstance(step, StepTask):
-        raise SystemExit(f"{task_file}: not a bisect step")
+        raise InputError(f"{task_file}: not a bisect step")
     settings = replace(step.settings, workspace=workspace.resolve(), patchset_dirs=(patchsets.resolve(),),
                        env=dict(os.environ))
     results = layout.bisect_dir(workspace) / "remote" / uuid.uuid4().hex[:12]

@@ -22,7 +22,7 @@ from orchestrator.cluster.task import PatchFile, pack_patchsets
 from orchestrator.cluster.task import PointResult as ClusterResult
 from orchestrator.cluster.task import PointTask as ClusterTask
 from orchestrator.cluster.worker import entry_main, write_result
-from orchestrator.errors import InfraError
+from orchestrator.errors import InfraError, InputError
 from orchestrator.patchset.apply import load_patchset, patchset_search_path, resolve
 from orchestrator.sweep.plan import PointResult, PointTask, SweepPlan
 from orchestrator.sweep.probe import run_point
@@ -65,7 +65,7 @@ def run_on_worker(task_file: Path, result_file: Path, workspace: Path, patchsets
     """Worker side: the grid point in this worker's synced workspace and shipped patchsets."""
     task = pickle.loads(task_file.read_bytes())
     if not isinstance(task, PointTask):
-        raise SystemExit(f"{task_file}: not a sweep grid point")
+        raise InputError(f"{task_file}: not a sweep grid point")
     placed = replace(task, workspace=str(workspace.resolve()), patchset_dirs=(str(patchsets.resolve()),),
                      tree=f"sweep-{task.variant}-0")
     result = run_point(placed)
