@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from orchestrator.cli import main
-from tests.conftest import missing, require_tools
+from tests.conftest import require_tools
 from tests.support.bisect import LIBS, BisectFixture, make_bisect_fixture
 from tests.support.build import snapshot
 from tests.support.git import git
@@ -285,27 +285,16 @@ def test_git_bisect_run_with_orch_as_the_oracle(fx: BisectFixture) -> None:
 
 
 @pytest.mark.docker
-def test_bisect_in_docker(fx: BisectFixture, capsys: pytest.CaptureFixture[str]) -> None:
-    base = os.environ.get("ORCH_TEST_BASE_IMAGE", "orch-test-base:bookworm")
-    try:
-        import docker
-        from tests.support.build import ensure_build_image
-
-        client = docker.from_env()
-        client.ping()
-        client.images.get(base)
-    except Exception as exc:  # no engine, no base image
-        missing(f"Docker engine or base image {base} not available: {exc}")
-    image = ensure_build_image(client, base)
+def test_bisect_in_docker(fx: BisectFixture, capsys: pytest.CaptureFixture[str], build_image: str) -> None:
     libs = fx.libs_commits
     args = ["bisect", "--patchset", "largepage", "--patchsets", str(fx.patchsets), "-w", str(fx.workspace),
-            "--executor", "docker", "--image", image, "--boot-in", "host",
+            "--executor", "docker", "--image", build_image, "--boot-in", "host",
             "--project", LIBS, "--good", libs["L3"], "--bad", libs["L6"]]
     code, out, err = orch(capsys, *args)
     assert code == 0, out + err
     record = latest(fx)
     assert record["culprit"]["commit"] == fx.culprit
-    assert all(step["image"] == image for step in record["steps"])
+    assert all(step["image"] == build_image for step in record["steps"])
     assert any(step["built"] == "built" for step in record["steps"])
 
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from defusedxml import ElementTree as SafeET
 
 from orchestrator.cli import main
 from orchestrator.runtime.base import LABEL_WORKSPACE
-from tests.conftest import missing, require_tools
+from tests.conftest import require_tools
 from tests.support.e2e import E2EFixture, make_e2e_fixture
 
 HOST_TOOLS = ("qemu-system-aarch64", "aarch64-linux-gnu-gcc", "cmake", "ninja")
@@ -147,20 +147,10 @@ def test_build_only_and_a_patch_that_does_not_apply(
 
 
 @pytest.mark.docker
-def test_docker_build_end_to_end(fx: E2EFixture, capsys: pytest.CaptureFixture[str]) -> None:
+def test_docker_build_end_to_end(fx: E2EFixture, capsys: pytest.CaptureFixture[str], docker_client: Any,
+                                 build_image: str) -> None:
     require_tools("qemu-system-aarch64")
-    base = os.environ.get("ORCH_TEST_BASE_IMAGE", "orch-test-base:bookworm")
-    try:
-        import docker
-        from tests.support.build import ensure_build_image
-
-        client = docker.from_env()
-        client.ping()
-        client.images.get(base)
-    except Exception as exc:  # no engine, no base image
-        missing(f"Docker engine or base image {base} not available: {exc}")
-    image = ensure_build_image(client, base)
-    args = build_args(fx, "-m", fx.manifest_url, "--image", image, "--boot-in", "host")
+    args = build_args(fx, "-m", fx.manifest_url, "--image", build_image, "--boot-in", "host")
     code, out, err = orch(capsys, *args)
     assert code == 0, out + err
     assert "FAIL (vmm-allocation)" in out and "2048 / 26 / 1954 / 1925" in out
@@ -172,7 +162,7 @@ def test_docker_build_end_to_end(fx: E2EFixture, capsys: pytest.CaptureFixture[s
     assert [v["build"]["status"] for v in again["variants"]] == ["cached", "cached"]
     assert [v["boot"]["status"] for v in again["variants"]] == ["cached", "cached"]
     label = f"{LABEL_WORKSPACE}={fx.workspace.resolve()}"
-    leftover = client.containers.list(all=True, filters={"label": label})
+    leftover = docker_client.containers.list(all=True, filters={"label": label})
     assert leftover == []
 
 

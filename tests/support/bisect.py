@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.support.build import make_patch, tools_files
-from tests.support.e2e import LARGEPAGE_TOML, _write_patchset, e2e_kernel_files
-from tests.support.git import Upstream, git, make_upstream
+from tests.support.build import make_tools_upstream
+from tests.support.e2e import LARGEPAGE_TOML, e2e_kernel_files, write_vm2g_and_largepage
+from tests.support.e2e import manifest_xml as e2e_manifest_xml
+from tests.support.git import Upstream, make_upstream
 
 LIBS = "projects/seL4_projects_libs"
 LIBS_HEADER = "include/vm_config.h"
@@ -43,19 +44,8 @@ START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def manifest_xml(kernel: str, tools: str, libs: str) -> str:
-    return f"""<?xml version="1.0"?>
-<manifest>
-  <remote name="seL4" fetch="../seL4"/>
-  <default remote="seL4" revision="master"/>
-  <project name="kernel.git" path="kernel" revision="{kernel}">
-    <linkfile src="easy-settings.cmake" dest="easy-settings.cmake"/>
-  </project>
-  <project name="seL4_projects_libs.git" path="{LIBS}" revision="{libs}"/>
-  <project name="tools.git" path="tools/seL4" revision="{tools}">
-    <linkfile src="cmake-tool/init-build.sh" dest="init-build.sh"/>
-  </project>
-</manifest>
-"""
+    libs_project = f'  <project name="seL4_projects_libs.git" path="{LIBS}" revision="{libs}"/>\n'
+    return e2e_manifest_xml(kernel, tools, libs_project)
 
 
 @dataclass
@@ -128,10 +118,7 @@ def make_bisect_fixture(base: Path) -> BisectFixture:
     with clock.tick():
         kernel = make_upstream(server, "kernel.git", _kernel_files())
     with clock.tick():
-        tools = make_upstream(server, "tools.git", tools_files())
-        os.chmod(tools.scratch / "cmake-tool/init-build.sh", 0o755)
-        git(tools.scratch, "update-index", "--chmod=+x", "cmake-tool/init-build.sh")
-        tools.commit({}, "init-build.sh is executable")
+        tools = make_tools_upstream(server, "tools.git")
     with clock.tick():
         libs = make_upstream(server, "seL4_projects_libs.git", {LIBS_HEADER: LIBS_CONFIG})
     pins = {"kernel": kernel.head(), "tools": tools.head(), "libs": libs.head()}
@@ -148,7 +135,7 @@ def make_bisect_fixture(base: Path) -> BisectFixture:
 
     fx.snapshots.append(manifest.head())
     fx.dates.append(first)
-    _write_patchsets(fx, kernel)
+    write_vm2g_and_largepage(fx.patchsets, kernel, LARGEPAGE_TOML, mempool=False)
 
     def bump(name: str, up: Upstream, files: dict[str, str], subject: str, label: str = "") -> str:
         with clock.tick():
@@ -190,23 +177,6 @@ def make_bisect_fixture(base: Path) -> BisectFixture:
         snapshot(f"S{number}: {name}")
     _write_era_rules(fx)
     return fx
-
-
-def _write_patchsets(fx: BisectFixture, kernel: Upstream) -> None:
-    vm2g = make_patch(kernel.scratch, {
-        "apps/vm_minimal/settings.cmake": ('QEMU_MEMORY "1024"', 'QEMU_MEMORY "2048"'),
-        "apps/vm_minimal/qemu-arm-virt/devices.camkes": ("VM_RAM_SIZE 0x20000000", "VM_RAM_SIZE 0x80000000"),
-    }, "vm_minimal: give the guest 2 GiB")
-    largepage = make_patch(kernel.scratch, {
-        "src/frames.h": ("#define FRAME_SIZE_BITS 12\n#define SCENARIO SCENARIO_FAIL\n"
-                         "#define MEMPOOL_SIZE 0x5000000",
-                         "#define FRAME_SIZE_BITS 21\n#define SCENARIO SCENARIO_LOGIN\n"
-                         "#define MEMPOOL_SIZE 0x100000"),
-        "libsel4vm/src/guest_ram.c": ("seL4_PageBits;", "seL4_LargePageBits;"),
-    }, "libsel4vm: map guest RAM with 2M frames")
-    _write_patchset(fx.patchsets / "vm-2g", 'description = "2 GiB guest"\n', "kernel", "0001-vm-2g.patch",
-                    vm2g)
-    _write_patchset(fx.patchsets / "largepage", LARGEPAGE_TOML, "kernel", "0001-largepage.patch", largepage)
 
 
 def _write_era_rules(fx: BisectFixture) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 from orchestrator.build.spec import BuildSpec, VariantSpec, spec_for
 from orchestrator.patchset.apply import Patchset, load_patchset
 from orchestrator.workspace.tree import ProjectCheckout, SourceTree
-from tests.support.git import git, make_upstream
+from tests.support.git import Upstream, git, make_upstream
 
 BAREMETAL = Path(__file__).resolve().parent / "baremetal"
 OPTIONS = ["-DCAMKES_VM_APP=vm_minimal", "-DPLATFORM=qemu-arm-virt", "-DAARCH64=1"]
@@ -205,15 +205,21 @@ def _write_patchset(directory: Path, name: str, toml: str, patches: dict[str, tu
     return load_patchset(name, [directory.parent])
 
 
+def make_tools_upstream(server: Path, name: str) -> Upstream:
+    """The tools project upstream (:func:`tools_files`) with ``init-build.sh`` executable."""
+    tools = make_upstream(server, name, tools_files())
+    os.chmod(tools.scratch / "cmake-tool/init-build.sh", 0o755)
+    git(tools.scratch, "update-index", "--chmod=+x", "cmake-tool/init-build.sh")
+    tools.commit({}, "init-build.sh is executable")
+    return tools
+
+
 def make_build_workspace(base: Path) -> BuildWorkspace:
     """Upstreams, a synced workspace (``.orch/projects/<path>.git`` + checkouts with a .git
     gitfile, ``init-build.sh`` and ``easy-settings.cmake`` linked at the root) and patchsets."""
     server = base / "server"
     kernel = make_upstream(server, "kernel", kernel_files())
-    tools = make_upstream(server, "tools", tools_files())
-    os.chmod(tools.scratch / "cmake-tool/init-build.sh", 0o755)
-    git(tools.scratch, "update-index", "--chmod=+x", "cmake-tool/init-build.sh")
-    tools.commit({}, "init-build.sh is executable")
+    tools = make_tools_upstream(server, "tools")
     root = base / "ws"
     projects: dict[str, ProjectCheckout] = {}
     for path, up in (("kernel", kernel), ("tools/seL4", tools)):

@@ -16,12 +16,11 @@ Buildroot login answering ``free -m``).
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.build import FRAMES, kernel_files, make_patch, tools_files
-from tests.support.git import Upstream, git, make_manifest_repo, make_upstream
+from tests.support.build import FRAMES, kernel_files, make_patch, make_tools_upstream
+from tests.support.git import Upstream, make_manifest_repo, make_upstream
 
 DEVICES = """/* vm_minimal on qemu-arm-virt: the guest's memory map (fixture). */
 #define VM_RAM_BASE 0x40000000
@@ -63,7 +62,9 @@ def e2e_kernel_files() -> dict[str, str]:
     return files
 
 
-def manifest_xml(kernel: str, tools: str) -> str:
+def manifest_xml(kernel: str, tools: str, extra_projects: str = "") -> str:
+    """The fixture manifest pinning kernel and tools; ``extra_projects`` (``<project .../>``
+    lines) stand between them."""
     return f"""<?xml version="1.0"?>
 <manifest>
   <remote name="seL4" fetch="../seL4"/>
@@ -71,7 +72,7 @@ def manifest_xml(kernel: str, tools: str) -> str:
   <project name="kernel.git" path="kernel" revision="{kernel}">
     <linkfile src="easy-settings.cmake" dest="easy-settings.cmake"/>
   </project>
-  <project name="tools.git" path="tools/seL4" revision="{tools}">
+{extra_projects}  <project name="tools.git" path="tools/seL4" revision="{tools}">
     <linkfile src="cmake-tool/init-build.sh" dest="init-build.sh"/>
   </project>
 </manifest>
@@ -118,34 +119,45 @@ expect = { verdict = "pass" }
 """
 
 
-def make_e2e_fixture(base: Path, *, expectations: bool = True) -> E2EFixture:
+def make_e2e_upstreams(base: Path, kernel: dict[str, str]) -> tuple[Path, Upstream, Upstream, Upstream]:
+    """The git "server" under ``base``: kernel (``kernel`` files), tools and a manifest
+    repository pinning both; returns (server, manifest, kernel, tools)."""
     server = base / "git" / "seL4"
-    kernel = make_upstream(server, "kernel.git", e2e_kernel_files())
-    tools = make_upstream(server, "tools.git", tools_files())
-    os.chmod(tools.scratch / "cmake-tool/init-build.sh", 0o755)
-    git(tools.scratch, "update-index", "--chmod=+x", "cmake-tool/init-build.sh")
-    tools.commit({}, "init-build.sh is executable")
-    xml = manifest_xml(kernel.head(), tools.head())
+    kernel_up = make_upstream(server, "kernel.git", kernel)
+    tools = make_tools_upstream(server, "tools.git")
+    xml = manifest_xml(kernel_up.head(), tools.head())
     manifest = make_manifest_repo(server, "manifest", {"default.xml": xml})
+    return server, manifest, kernel_up, tools
 
+
+def write_vm2g_and_largepage(sets: Path, kernel: Upstream, largepage_toml: str, *,
+                             mempool: bool = True) -> None:
+    """The ``vm-2g`` and ``largepage`` patchsets (patches made against ``kernel``) into ``sets``;
+    ``mempool``: largepage also sets a 1 MiB allocator pool in devices.camkes."""
     vm2g = make_patch(kernel.scratch, {
         "apps/vm_minimal/settings.cmake": ('QEMU_MEMORY "1024"', 'QEMU_MEMORY "2048"'),
         "apps/vm_minimal/qemu-arm-virt/devices.camkes": ("VM_RAM_SIZE 0x20000000", "VM_RAM_SIZE 0x80000000"),
     }, "vm_minimal: give the guest 2 GiB")
-    largepage = make_patch(kernel.scratch, {
+    edits = {
         "src/frames.h": ("#define FRAME_SIZE_BITS 12\n#define SCENARIO SCENARIO_FAIL\n"
                          "#define MEMPOOL_SIZE 0x5000000",
                          "#define FRAME_SIZE_BITS 21\n#define SCENARIO SCENARIO_LOGIN\n"
                          "#define MEMPOOL_SIZE 0x100000"),
         "libsel4vm/src/guest_ram.c": ("seL4_PageBits;", "seL4_LargePageBits;"),
-        "apps/vm_minimal/qemu-arm-virt/devices.camkes": (
-            '"0x40000000:29" ];', '"0x40000000:29" ];\n        vm0.allocator_mempool_size = 0x100000;'),
-    }, "libsel4vm: map guest RAM with 2M frames")
-
-    sets = base / "patchsets"
+    }
+    if mempool:
+        edits["apps/vm_minimal/qemu-arm-virt/devices.camkes"] = (
+            '"0x40000000:29" ];', '"0x40000000:29" ];\n        vm0.allocator_mempool_size = 0x100000;')
+    largepage = make_patch(kernel.scratch, edits, "libsel4vm: map guest RAM with 2M frames")
     _write_patchset(sets / "vm-2g", 'description = "2 GiB guest"\n', "kernel", "0001-vm-2g.patch", vm2g)
+    _write_patchset(sets / "largepage", largepage_toml, "kernel", "0001-largepage.patch", largepage)
+
+
+def make_e2e_fixture(base: Path, *, expectations: bool = True) -> E2EFixture:
+    server, manifest, kernel, tools = make_e2e_upstreams(base, e2e_kernel_files())
+    sets = base / "patchsets"
     toml = LARGEPAGE_TOML if expectations else LARGEPAGE_TOML.replace(
         'expect = { verdict = "fail", cause = "vmm-allocation" }\n', "").replace(
         'expect = { verdict = "pass" }\n', "")
-    _write_patchset(sets / "largepage", toml, "kernel", "0001-largepage.patch", largepage)
+    write_vm2g_and_largepage(sets, kernel, toml)
     return E2EFixture(server, manifest, kernel, tools, sets, base / "ws")

@@ -16,12 +16,10 @@ pool is therefore ceil((RAM / frame x 256 + 512 KiB) / step) x step: 33 MiB for 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
-from tests.support.build import KERNEL_CMAKE, tools_files
-from tests.support.e2e import E2EFixture, _write_patchset, e2e_kernel_files, manifest_xml
-from tests.support.git import git, make_manifest_repo, make_upstream
+from tests.support.build import KERNEL_CMAKE
+from tests.support.e2e import E2EFixture, _write_patchset, e2e_kernel_files, make_e2e_upstreams
 
 FRAME_COST = 256
 POOL_OVERHEAD = 512 * 1024
@@ -137,14 +135,7 @@ def expected_minimum(ram: int, frame: int, step: int = MiB) -> int:
 
 def make_sweep_fixture(base: Path) -> E2EFixture:
     """Upstreams, a manifest and the ``sweep`` patchset (workspace not synced: ``-m``)."""
-    server = base / "git" / "seL4"
-    kernel = make_upstream(server, "kernel.git", sweep_kernel_files())
-    tools = make_upstream(server, "tools.git", tools_files())
-    os.chmod(tools.scratch / "cmake-tool/init-build.sh", 0o755)
-    git(tools.scratch, "update-index", "--chmod=+x", "cmake-tool/init-build.sh")
-    tools.commit({}, "init-build.sh is executable")
-    xml = manifest_xml(kernel.head(), tools.head())
-    manifest = make_manifest_repo(server, "manifest", {"default.xml": xml})
+    server, manifest, kernel, tools = make_e2e_upstreams(base, sweep_kernel_files())
     sets = base / "patchsets"
     (sets / "sweep").mkdir(parents=True)
     (sets / "sweep" / "patchset.toml").write_text(SWEEP_TOML)
