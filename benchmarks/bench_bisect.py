@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,19 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import build_image, isolate
 from tests.support.bisect import make_bisect_fixture
-
-
-def _isolate(home: Path) -> None:
-    """The same git setup the tests use: an identity and no user config."""
-    home.mkdir(parents=True, exist_ok=True)
-    config = '[init]\n\tdefaultBranch = master\n[protocol "file"]\n\tallow = always\n'
-    (home / ".gitconfig").write_text(config)
-    os.environ.update({
-        "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.org",
-        "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.org",
-    })
 
 
 def _orch(*args: str) -> int:
@@ -59,7 +47,7 @@ def _levels(record: dict[str, Any]) -> str:
 def one_round(executor: str, image: str | None) -> tuple[float, float, dict[str, Any], dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="orch-bench-bisect-") as tmp:
         base = Path(tmp)
-        _isolate(base / "home")
+        isolate(base / "home")
         fx = make_bisect_fixture(base)
         if _orch("sync", "-q", "-w", str(fx.workspace), "-m", fx.manifest_url) != 0:
             raise SystemExit("sync failed")
@@ -85,11 +73,7 @@ def main_bench() -> int:
     parsed = parser.parse_args()
     image = None
     if parsed.executor == "docker":
-        import docker
-        from tests.support.build import ensure_build_image
-
-        image = ensure_build_image(docker.from_env(), os.environ.get("ORCH_TEST_BASE_IMAGE",
-                                                                     "orch-test-base:bookworm"))
+        image = build_image()
     colds, warms = [], []
     for number in range(1, parsed.rounds + 1):
         cold, warm, cold_record, warm_record = one_round(parsed.executor, image)

@@ -17,7 +17,6 @@ Needs a Docker engine and the base image ``$ORCH_TEST_BASE_IMAGE``
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -25,27 +24,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from docker.client import DockerClient
-
+from benchmarks.common import build_image, git_identity
 from orchestrator.build.builder import BuildContext, build_variant, build_variants, remove_variant
 from orchestrator.runtime.docker import DockerRuntime
-from tests.support.build import ensure_build_image, make_build_workspace
-
-
-def _git_identity() -> None:
-    for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
-        os.environ.setdefault(key, "bench")
-    for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
-        os.environ.setdefault(key, "bench@example.org")
+from tests.support.build import make_build_workspace
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    _git_identity()
-    client = DockerClient.from_env()
-    image = ensure_build_image(client, os.environ.get("ORCH_TEST_BASE_IMAGE", "orch-test-base:bookworm"))
+    git_identity()
+    image = build_image()
     with tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp:
         ws = make_build_workspace(Path(tmp))
         spec = ws.spec()

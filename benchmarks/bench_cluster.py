@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench_e2e import _isolate
+from benchmarks.common import isolate
 from orchestrator.cluster.engine import DaskEngine, LocalEngine
 from orchestrator.cluster.task import PointTask, pack_patchsets
 from tests.support.build import make_patch
@@ -126,7 +126,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="orch-bench-cluster-") as tmp:
         base = Path(tmp)
-        _isolate(base / "home")
+        isolate(base / "home")
         os.environ["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
         fx = make_e2e_fixture(base / "fx")
         add_point_patchsets(fx, args.points)

@@ -15,28 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import build_image, isolate
 from tests.support.e2e import make_e2e_fixture
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _isolate(home: Path) -> None:
-    """The same git setup the tests use: an identity and no user config."""
-    home.mkdir(parents=True, exist_ok=True)
-    config = '[init]\n\tdefaultBranch = master\n[protocol "file"]\n\tallow = always\n'
-    (home / ".gitconfig").write_text(config)
-    os.environ.update({
-        "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.org",
-        "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.org",
-    })
 
 
 def _run(args: list[str], workspace: Path) -> tuple[float, dict[str, float], int]:
@@ -71,16 +59,12 @@ def main_bench() -> int:
     parsed = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp:
         base = Path(tmp)
-        _isolate(base / "home")
+        isolate(base / "home")
         fx = make_e2e_fixture(base)
         args = ["build", "--patchset", "largepage", "--patchsets", str(fx.patchsets), "-w", str(fx.workspace),
                 "-q", "--executor", parsed.executor, "--boot-in", "host"]
         if parsed.executor == "docker":
-            import docker
-            from tests.support.build import ensure_build_image
-
-            base_image = os.environ.get("ORCH_TEST_BASE_IMAGE", "orch-test-base:bookworm")
-            args += ["--image", ensure_build_image(docker.from_env(), base_image)]
+            args += ["--image", build_image()]
         cold_wall, cold, code_cold = _run([*args, "-m", fx.manifest_url], fx.workspace)
         warm_wall, warm, code_warm = _run(args, fx.workspace)
     print(f"orch build --patchset largepage on the e2e fixture ({parsed.executor} executor)")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import git_identity
 from orchestrator.cli import main as orch_main
 from orchestrator.patchset import apply as lib
 from orchestrator.shipped import shipped_dir
@@ -66,10 +66,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    os.environ.setdefault("GIT_AUTHOR_NAME", "bench")
-    os.environ.setdefault("GIT_AUTHOR_EMAIL", "bench@example.org")
-    os.environ.setdefault("GIT_COMMITTER_NAME", "bench")
-    os.environ.setdefault("GIT_COMMITTER_EMAIL", "bench@example.org")
+    git_identity()
     with tempfile.TemporaryDirectory(prefix="orch-bench-") as scratch:
         base = Path(scratch)
         manifest = make_seed_server(base)

@@ -18,13 +18,13 @@ well under 1).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
+from benchmarks.common import git_identity
 from orchestrator.build.builder import BuildContext, BuildResult, build_variant
 from orchestrator.build.spec import override, spec_for
 from orchestrator.patchset.apply import load_patchset
@@ -34,18 +34,11 @@ from orchestrator.workspace.sync import ManifestSource, Workspace
 from tests.support.sweep import make_sweep_fixture
 
 
-def _git_identity() -> None:
-    for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
-        os.environ.setdefault(key, "bench")
-    for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
-        os.environ.setdefault(key, "bench@example.org")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    _git_identity()
+    git_identity()
     with tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp:
         fx = make_sweep_fixture(Path(tmp))
         fx.workspace.mkdir()
