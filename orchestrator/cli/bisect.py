@@ -19,8 +19,7 @@ from orchestrator.bisect.log import read_log
 from orchestrator.bisect.oracle import OracleSettings
 from orchestrator.bisect.record import BisectRecord
 from orchestrator.build.spec import spec_for
-from orchestrator.cli.build import _positive
-from orchestrator.cli.common import workspace_root
+from orchestrator.cli.common import add_build_options, check_build_options, positive, workspace_root
 from orchestrator.cluster.engine import cluster_address
 from orchestrator.errors import InputError
 from orchestrator.patchset.apply import load_patchset, patchset_search_path
@@ -53,24 +52,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         "$ORCH_BUILD_DIR, $ORCH_RESULTS are set)")
     parser.add_argument("--build-failure", choices=("skip", "bad"), default="skip",
                         help="a point that does not build is skipped (default) or counts as bad")
-    parser.add_argument("--retries", type=_positive, default=1, metavar="N",
+    parser.add_argument("--retries", type=positive, default=1, metavar="N",
                         help="boot each point N times and take the majority (flaky boots)")
-    parser.add_argument("--executor", choices=("docker", "host"), default="docker",
-                        help="where builds run (default: docker)")
-    parser.add_argument("--image", metavar="IMG",
-                        help="build image for every point (default: the patchset's, or its "
-                        "[[build.images]] rules)")
-    parser.add_argument("--boot-in", choices=("auto", "host", "docker"), default="auto",
-                        help="where QEMU runs")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="per-boot timeout")
-    parser.add_argument("--cmake", action="append", default=[], metavar="-DNAME=VALUE",
-                        help="extra CMake option (repeatable)")
-    parser.add_argument("--patchsets", action="append", default=[], metavar="DIR",
-                        help="extra patchset directory (repeatable)")
+    add_build_options(parser, image_help="build image for every point (default: the patchset's, or its "
+                      "[[build.images]] rules)")
     parser.add_argument("--cluster", metavar="ADDRESS",
                         help="judge each step's points on a Dask cluster (tcp://host:8786; $ORCH_CLUSTER "
                         "or `cluster` in .orch/config.toml): a k-ary search, one point per worker")
-    parser.add_argument("--width", type=_positive, default=1, metavar="N",
+    parser.add_argument("--width", type=positive, default=1, metavar="N",
                         help="points judged per step (default 1: binary search; --cluster: one per worker)")
     parser.add_argument("--replay", type=Path, metavar="FILE",
                         help="repeat a bisection from its log without building (its arguments by default)")
@@ -107,8 +96,7 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         return 0
     if not patchset or not good or not bad:
         raise InputError("orch bisect needs --patchset NAME, --good REV and --bad REV (or --replay FILE)")
-    if args.timeout is not None and args.timeout <= 0:
-        raise InputError(f"--timeout {args.timeout:g}: must be positive")
+    check_build_options(args)
     env = dict(os.environ)
     variant = args.variant or start.get("variant") or _default_variant(patchset, args.patchsets, env)
     settings = OracleSettings(

@@ -11,24 +11,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli.common import add_manifest_options, workspace_root
+from orchestrator.cli.common import (
+    add_build_options,
+    add_manifest_options,
+    check_build_options,
+    positive,
+    workspace_root,
+)
 from orchestrator.cluster.engine import cluster_address
 from orchestrator.cluster.task import PointResult
-from orchestrator.errors import InputError
 from orchestrator.job import JobOptions, run_job
 from orchestrator.report import render as report
 from orchestrator.report.model import JobReport
 from orchestrator.ui import UI
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -48,30 +43,25 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="V",
                         help="only this variant (repeatable); NAME=PS1+PS2 defines one on the fly")
     parser.add_argument("--no-run", action="store_true", help="build only, do not boot")
-    parser.add_argument("--executor", choices=("docker", "host"), default="docker",
-                        help="where builds run (default: docker)")
-    parser.add_argument("--image", metavar="IMG", help="build image (default: the patchset's, else "
-                        "trustworthysystems/camkes:latest)")
+    add_build_options(
+        parser,
+        image_help="build image (default: the patchset's, else trustworthysystems/camkes:latest)",
+        boot_in_help="where QEMU runs (auto: the host if it has qemu-system-aarch64)",
+        cmake_help="extra CMake option for every variant (repeatable)",
+        patchsets_help="extra patchset directory (repeatable; searched before $ORCH_PATCHSETS "
+        "and the shipped ones)")
     parser.add_argument("--rebuild", action="store_true", help="ignore cached builds")
     parser.add_argument("--rerun", action="store_true",
                         help="boot again even when an identical run is cached")
-    parser.add_argument("-j", "--jobs", type=_positive, default=1, metavar="N",
+    parser.add_argument("-j", "--jobs", type=positive, default=1, metavar="N",
                         help="variants built at once (default 1)")
-    parser.add_argument("--boot-jobs", type=_positive, default=None, metavar="N",
+    parser.add_argument("--boot-jobs", type=positive, default=None, metavar="N",
                         help="variants booted at once (default: all)")
-    parser.add_argument("--boot-in", choices=("auto", "host", "docker"), default="auto",
-                        help="where QEMU runs (auto: the host if it has qemu-system-aarch64)")
-    parser.add_argument("--patchsets", action="append", default=[], metavar="DIR",
-                        help="extra patchset directory (repeatable; searched before $ORCH_PATCHSETS "
-                        "and the shipped ones)")
     add_manifest_options(parser)
     parser.add_argument("--sync", action="store_true", help="sync even if the workspace is already synced")
-    parser.add_argument("--cmake", action="append", default=[], metavar="-DNAME=VALUE",
-                        help="extra CMake option for every variant (repeatable)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="params",
                         help="set a parameter the patchset declares ([params.NAME]) for every variant, "
                         "e.g. mempool=96M (repeatable); applied as a generated commit on top of the patches")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="per-boot timeout")
     parser.add_argument("--fail-grace", type=float, default=2.0, metavar="SECONDS",
                         help="after a fail verdict, keep reading the console this long for the lines "
                         "that follow (default 2; the verdict time is unchanged)")
@@ -102,8 +92,7 @@ def _command_line(patchset: str) -> tuple[str, ...]:
 
 
 def handle(args: argparse.Namespace, ui: UI) -> int:
-    if args.timeout is not None and args.timeout <= 0:
-        raise InputError(f"--timeout {args.timeout:g}: must be positive")
+    check_build_options(args)
     options = JobOptions(
         variants=tuple(args.variant) + tuple(args.point),
         boot=not args.no_run,

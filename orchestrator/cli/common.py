@@ -1,4 +1,5 @@
-"""Helpers shared by the command modules: finding the workspace, reading global options."""
+"""Helpers shared by the command modules: finding the workspace, reading global options,
+declaring the options several commands share."""
 
 from __future__ import annotations
 
@@ -36,3 +37,35 @@ def add_manifest_options(parser: argparse.ArgumentParser) -> None:
                         "(default: default.xml)")
     parser.add_argument("--manifest-url", metavar="URL",
                         help="URL relative remotes (fetch=\"../x\") resolve against when SOURCE is a file")
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_build_options(parser: argparse.ArgumentParser, *, image_help: str = "build image",
+                      boot_in_help: str = "where QEMU runs",
+                      cmake_help: str = "extra CMake option (repeatable)",
+                      patchsets_help: str = "extra patchset directory (repeatable)") -> None:
+    """``--executor/--image/--boot-in/--timeout/--cmake/--patchsets``: where and how the points of
+    `build`, `bisect` and `sweep` are built and booted (checked by :func:`check_build_options`)."""
+    parser.add_argument("--executor", choices=("docker", "host"), default="docker",
+                        help="where builds run (default: docker)")
+    parser.add_argument("--image", metavar="IMG", help=image_help)
+    parser.add_argument("--boot-in", choices=("auto", "host", "docker"), default="auto", help=boot_in_help)
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="per-boot timeout")
+    parser.add_argument("--cmake", action="append", default=[], metavar="-DNAME=VALUE", help=cmake_help)
+    parser.add_argument("--patchsets", action="append", default=[], metavar="DIR", help=patchsets_help)
+
+
+def check_build_options(args: argparse.Namespace) -> None:
+    """The checks argparse cannot make on :func:`add_build_options`' values."""
+    if args.timeout is not None and args.timeout <= 0:
+        raise InputError(f"--timeout {args.timeout:g}: must be positive")

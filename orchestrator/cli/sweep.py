@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli.build import _positive
-from orchestrator.cli.common import workspace_root
+from orchestrator.cli.common import add_build_options, check_build_options, positive, workspace_root
 from orchestrator.cluster.engine import cluster_address
 from orchestrator.cluster.matrix import dumps_matrix, github_matrix, sweep_points
 from orchestrator.errors import EXIT_OK, InputError
@@ -45,21 +44,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         help="probe each of these values (a plain grid, no search; repeatable)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="params",
                         help="a fixed parameter value for every probe (repeatable)")
-    parser.add_argument("-j", "--jobs", type=_positive, default=1, metavar="N",
+    parser.add_argument("-j", "--jobs", type=positive, default=1, metavar="N",
                         help="grid points at once, each in its own variant tree (default 1)")
-    parser.add_argument("--executor", choices=("docker", "host"), default="docker",
-                        help="where builds run (default: docker)")
-    parser.add_argument("--image", metavar="IMG", help="build image")
-    parser.add_argument("--cmake", action="append", default=[], metavar="-DNAME=VALUE",
-                        help="extra CMake option (repeatable)")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="per-boot timeout")
-    parser.add_argument("--boot-in", choices=("auto", "host", "docker"), default="auto",
-                        help="where QEMU runs")
-    parser.add_argument("--patchsets", action="append", default=[], metavar="DIR",
-                        help="extra patchset directory (repeatable)")
+    add_build_options(parser)
     parser.add_argument("-m", "--manifest", metavar="SOURCE",
                         help="sync from this manifest first if never synced")
-    parser.add_argument("--max-builds", type=_positive, default=40, metavar="N",
+    parser.add_argument("--max-builds", type=positive, default=40, metavar="N",
                         help="ask for --yes when the sweep may need more builds than this (default 40)")
     parser.add_argument("--yes", action="store_true", help="go ahead above --max-builds")
     parser.add_argument("--cluster", metavar="ADDRESS",
@@ -106,8 +96,7 @@ def _plan(args: argparse.Namespace) -> SweepPlan:
 
 
 def handle(args: argparse.Namespace, ui: UI) -> int:
-    if args.timeout is not None and args.timeout <= 0:
-        raise InputError(f"--timeout {args.timeout:g}: must be positive")
+    check_build_options(args)
     plan = None if args.resume else _plan(args)
     if args.matrix:
         return _print_matrix(plan, ui)
