@@ -7,14 +7,18 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.cli.common import workspace_root
 from orchestrator.errors import EXIT_OK, InputError
 from orchestrator.report import render as report
 from orchestrator.report import store
 from orchestrator.report.merge import is_sweep, merge_directories, merge_sweep_directories
+from orchestrator.report.model import JobReport
 from orchestrator.ui import UI
+
+if TYPE_CHECKING:
+    from orchestrator.sweep.results import SweepResult
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -53,15 +57,34 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         ui.result({"a": a.id, "b": b.id, "differences": differences}, report.diff_table(a, b, differences))
         return EXIT_OK
     directory = store.find_job(root, args.job)
-    job = store.read_results(directory)
-    if args.markdown and not ui.json:
+    _show_job(store.read_results(directory), directory, ui, markdown=args.markdown)
+    return EXIT_OK
+
+
+def _show_job(job: JobReport, directory: Path, ui: UI, *, markdown: bool) -> None:
+    """A job's table and verdict line (or its Markdown summary, or its JSON)."""
+    if markdown and not ui.json:
         ui.out.print(report.markdown(job), markup=False, highlight=False)
-        return EXIT_OK
+        return
     ui.result(job, report.table(job))
     if not ui.json:
         ui.out.print(report.verdict_line(job), markup=False, highlight=False)
         ui.info(f"results: {directory}")
-    return EXIT_OK
+
+
+def _show_sweep(result: SweepResult, directory: Path, ui: UI, *, markdown: bool) -> None:
+    """A sweep's table and findings (or its Markdown summary, or its JSON)."""
+    from orchestrator.sweep import results as sweep_results
+
+    if markdown and not ui.json:
+        ui.out.print(sweep_results.markdown(result, chart=(directory / "sweep.png").is_file()),
+                     markup=False, highlight=False)
+        return
+    ui.result(sweep_results.to_json(result), sweep_results.table(result))
+    if not ui.json:
+        for line in sweep_results.findings(result):
+            ui.out.print(line, markup=False, highlight=False)
+        ui.info(f"results: {directory}")
 
 
 def _sweep(args: argparse.Namespace, root: Path, ui: UI) -> int:
@@ -71,16 +94,7 @@ def _sweep(args: argparse.Namespace, root: Path, ui: UI) -> int:
     if args.diff or args.job:
         raise InputError("--sweep takes a sweep id, not JOB or --diff")
     directory = sweep_results.find_sweep(root, args.sweep)
-    result = sweep_results.read(directory)
-    if args.markdown and not ui.json:
-        ui.out.print(sweep_results.markdown(result, chart=(directory / "sweep.png").is_file()),
-                     markup=False, highlight=False)
-        return EXIT_OK
-    ui.result(sweep_results.to_json(result), sweep_results.table(result))
-    if not ui.json:
-        for line in sweep_results.findings(result):
-            ui.out.print(line, markup=False, highlight=False)
-        ui.info(f"results: {directory}")
+    _show_sweep(sweep_results.read(directory), directory, ui, markdown=args.markdown)
     return EXIT_OK
 
 
@@ -97,19 +111,12 @@ def _merge(args: argparse.Namespace, root: Path, ui: UI) -> int:
     run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-merged"
     out = args.results or store.new_job_dir(root, run_id)
     merged = merge_directories(list(args.merge), out, ["orch", "report", "--merge", *map(str, args.merge)])
-    if args.markdown and not ui.json:
-        ui.out.print(report.markdown(merged), markup=False, highlight=False)
-        return merged.exit_code
-    ui.result(merged, report.table(merged))
-    if not ui.json:
-        ui.out.print(report.verdict_line(merged), markup=False, highlight=False)
-        ui.info(f"results: {out}")
+    _show_job(merged, out, ui, markdown=args.markdown)
     return merged.exit_code
 
 
 def _merge_sweeps(args: argparse.Namespace, root: Path, ui: UI, sweeps: list[bool]) -> int:
     """`--merge` of sweep directories (a matrix's grid points): one sweep with its chart."""
-    from orchestrator.sweep import results as sweep_results
     from orchestrator.sweep.runner import sweeps_root
 
     if not all(sweeps):
@@ -118,9 +125,5 @@ def _merge_sweeps(args: argparse.Namespace, root: Path, ui: UI, sweeps: list[boo
     out = args.results or sweeps_root(root) / (datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-merged")
     merged = merge_sweep_directories(list(args.merge), out,
                                      ["orch", "report", "--merge", *map(str, args.merge)])
-    ui.result(sweep_results.to_json(merged), sweep_results.table(merged))
-    if not ui.json:
-        for line in sweep_results.findings(merged):
-            ui.out.print(line, markup=False, highlight=False)
-        ui.info(f"results: {out}")
+    _show_sweep(merged, out, ui, markdown=False)  # a merge of sweeps always shows the table
     return EXIT_OK
