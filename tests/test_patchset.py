@@ -17,7 +17,7 @@ from orchestrator.patchset.dryrun import Status
 from orchestrator.shipped import shipped_dir
 from orchestrator.workspace.tree import ProjectCheckout, SourceTree
 from tests.support.git import Upstream, git
-from tests.support.seed import DEVICES, DTS, GUEST_RAM, SETTINGS, VM_MINIMAL, clone_tree
+from tests.support.seed import DEVICES, DTS, GUEST_RAM, SETTINGS, VM_MINIMAL, clone_tree, worktree_tree
 
 SHIPPED = [shipped_dir("patchsets")]
 LIBS = "projects/seL4_projects_libs"
@@ -511,12 +511,7 @@ def test_bad_config_tables_are_refused(tmp_path: Path) -> None:
 def test_apply_on_git_worktrees_works_alongside_the_workspace(tree: SourceTree, tmp_path: Path) -> None:
     chain = lib.resolve(["largepage"], SHIPPED)
     lib.apply(tree, chain)
-    projects = {}
-    for path, checkout in tree.projects.items():
-        wt = tmp_path / "variant" / path
-        git(checkout.directory, "worktree", "add", "-q", "--detach", str(wt), checkout.pinned)
-        projects[path] = ProjectCheckout(path, wt, checkout.pinned)
-    variant = SourceTree(tmp_path / "variant", projects)
+    variant = worktree_tree(tree, tmp_path / "variant")
     report = lib.apply(variant, chain)
     assert not report.noop
     assert "vm0.cnode_size_bits = 18;" in read(variant, EXAMPLES, VM_MINIMAL)

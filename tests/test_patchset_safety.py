@@ -16,7 +16,7 @@ from orchestrator.patchset import apply as lib
 from orchestrator.patchset import journal as oplog
 from orchestrator.workspace.tree import SourceTree
 from tests.support.git import git
-from tests.support.seed import make_seed_tree
+from tests.support.seed import make_seed_tree, worktree_tree
 from tests.test_patchset import SHIPPED, snapshot
 
 LIBS = "projects/seL4_projects_libs"
@@ -101,14 +101,7 @@ def test_failed_apply_restores_a_branch_it_moved_and_deletes_only_its_own_backup
 
 def test_failed_apply_in_a_worktree_keeps_user_refs(tree: SourceTree, tmp_path: Path) -> None:
     """The variant-worktree namespace (orch-worktree/<tree>/...) rolls back the same way."""
-    from orchestrator.workspace.tree import ProjectCheckout
-
-    projects = {}
-    for path, checkout in tree.projects.items():
-        target = tmp_path / "wt" / path
-        git(checkout.directory, "worktree", "add", "-q", "--detach", str(target), checkout.pinned)
-        projects[path] = ProjectCheckout(path, target, checkout.pinned)
-    wt = SourceTree(tmp_path / "wt", projects)
+    wt = worktree_tree(tree, tmp_path / "wt")
     plant_user_refs(wt)
     for checkout in wt.projects.values():
         name = Path(git(checkout.directory, "rev-parse", "--git-dir")).name

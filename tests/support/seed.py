@@ -209,3 +209,14 @@ def make_seed_tree(base: Path) -> SourceTree:
     """Upstreams under ``base/server`` and a synced-looking tree under ``base/ws``."""
     upstreams = make_seed_upstreams(base / "server")
     return clone_tree(base / "ws", upstreams)
+
+
+def worktree_tree(tree: SourceTree, root: Path) -> SourceTree:
+    """A tree of detached ``git worktree``s of ``tree``'s checkouts at their pins, under ``root``
+    (the way a variant tree shares the workspace's repositories)."""
+    projects = {}
+    for path, checkout in tree.projects.items():
+        target = root / path
+        git(checkout.directory, "worktree", "add", "-q", "--detach", str(target), checkout.pinned)
+        projects[path] = ProjectCheckout(path, target, checkout.pinned)
+    return SourceTree(root, projects)
