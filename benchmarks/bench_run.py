@@ -7,23 +7,28 @@ Run by hand (the QEMU cases need qemu-system-aarch64 and aarch64-linux-gnu-gcc):
 orch is started as a user starts it (``python -m orchestrator run IMAGE --json``) with
 ``--qemu`` pointing at a wrapper. The wrapper sits on the console pipe between the guest and
 orch: it forwards every byte at once and, right after it has written the chunk that holds the
-decisive line, stamps that moment on CLOCK_MONOTONIC (shared by every process of the machine)
-into a file. The benchmark records, on the same clock, when orch's JSON verdict reached its
-stdout and when the orch process exited. Reported: those two moments minus the stamp.
+decisive line (SIGTERM held off until then), stamps that moment on CLOCK_MONOTONIC (shared
+by every process of the machine) into a file. The benchmark records, on the same clock, when
+orch's JSON verdict reached its stdout and when the orch process exited. Reported: those
+two moments minus the stamp.
 
 The plain tool, in alternating rounds, is a bare reader on the same wrapper that exits as soon
 as it sees the decisive line: the floor any reader has (process exit and pipe latency).
 
 Cases:
 
-* ``failure``: the bare-metal image prints seL4's allocator failure DELAY ms after boot and
-  QEMU keeps running (real QEMU);
+* ``failure``: the bare-metal image prints seL4's allocator failure DELAY ms after boot, the
+  three lines that follow it, and hangs silently (real QEMU). orch reads on after the fail
+  verdict until the console has been silent for ``--fail-grace-quiet`` (0.5 s) before it stops
+  QEMU and prints its JSON: target 1 s;
+* ``failure, no grace``: the same with ``--fail-grace 0`` (the verdict alone);
 * ``login``: the image prints the Buildroot login prompt, no newline (real QEMU);
 * ``long-line``: a stand-in guest (no QEMU) prints LONG MiB without a newline, then the failure
   line, and keeps running. Target: verdict within 2 s of the line (issue: console matching
   was quadratic in the line's length).
 
-Targets: failure and login within 0.5 s of the decisive line; long-line within 2 s.
+Targets: failure within 1 s of the decisive line (0.5 s of it the quiet period), failure
+without grace and login within 0.5 s; long-line within 2 s.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -57,15 +63,25 @@ def run_tee(stamp: Path, marker: bytes, argv: list[str]) -> int:
     window = b""
     stamped = False
     while chunk := proc.stdout.read1(65536):
+        window = (window + chunk)[-(len(marker) + len(chunk)):]
+        decisive = not stamped and marker in window
+        if decisive:  # orch may stop us (SIGTERM) the moment it has read the chunk: not before the stamp
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         out.write(chunk)
         out.flush()
-        if not stamped:
-            window = (window + chunk)[-(len(marker) + len(chunk)):]
-            if marker in window:
-                stamp.write_text(repr(time.monotonic()))
-                stamped = True
+        if decisive:
+            write_stamp(stamp, time.monotonic())
+            stamped = True
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         window = window[-len(marker):]
     return proc.wait()
+
+
+def write_stamp(stamp: Path, moment: float) -> None:
+    """Whole or not at all: the benchmark may read it while this process is being stopped."""
+    part = stamp.with_suffix(".part")
+    part.write_text(repr(moment))
+    part.replace(stamp)
 
 
 def run_long_line_guest(stamp: Path, mib: int) -> int:
@@ -76,9 +92,11 @@ def run_long_line_guest(stamp: Path, mib: int) -> int:
         out.write(block)
     out.write(b"\r\n")
     out.flush()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     out.write(FAIL_LINE)
     out.flush()
-    stamp.write_text(repr(time.monotonic()))
+    write_stamp(stamp, time.monotonic())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     time.sleep(TIMEOUT)
     return 0
 
@@ -107,13 +125,13 @@ def read_stamp(stamp: Path) -> float:
     return float(stamp.read_text())
 
 
-def orch_round(image: Path, qemu: Path, stamp: Path) -> Sample:
+def orch_round(image: Path, qemu: Path, stamp: Path, extra: list[str]) -> Sample:
     stamp.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "run", str(image), "--qemu", str(qemu), "--no-login",
          "--json", "--timeout", str(TIMEOUT), "--boot-timeout", str(TIMEOUT),
-         "--output", str(stamp.parent / "run")],
+         "--output", str(stamp.parent / "run"), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
     assert proc.stdout is not None
     first = proc.stdout.read1(1)
@@ -149,6 +167,7 @@ class Case:
     marker: bytes
     args: list[str]  # QEMU's arguments, for the plain reader's run
     target: float
+    orch_args: list[str]  # more `orch run` options
 
 
 def cases(tmp: Path, delay_ms: int, long_mib: int, with_qemu: bool) -> list[Case]:
@@ -158,16 +177,18 @@ def cases(tmp: Path, delay_ms: int, long_mib: int, with_qemu: bool) -> list[Case
         from tests.support.baremetal import build_scenario
 
         platform = load_platform("qemu-arm-virt")
-        for case, scenario, marker in (("failure", "fail", b"Failed to allocate page"),
-                                       ("login", "login", b"buildroot login:")):
+        for case, scenario, marker, target, extra in (
+                ("failure", "fail", b"Failed to allocate page", 1.0, []),
+                ("failure, no grace", "fail", b"Failed to allocate page", 0.5, ["--fail-grace", "0"]),
+                ("login", "login", b"buildroot login:", 0.5, [])):
             image = build_scenario(scenario, tmp, DECISIVE_DELAY_MS=delay_ms)
-            qemu = wrapper(tmp, f"qemu-{case}", ["--as-tee", str(stamp), marker.decode(), platform.qemu])
+            qemu = wrapper(tmp, f"qemu-{scenario}", ["--as-tee", str(stamp), marker.decode(), platform.qemu])
             args = [*platform.args, "-m", platform.memory, "-kernel", str(image)]
-            found.append(Case(case, image, qemu, marker, args, 0.5))
+            found.append(Case(case, image, qemu, marker, args, target, extra))
     dummy = tmp / "long-line.elf"
     dummy.write_bytes(b"\x7fELF")
     guest = wrapper(tmp, "long-line-guest", ["--as-long-line-guest", str(stamp), str(long_mib)])
-    found.append(Case(f"long-line ({long_mib} MiB)", dummy, guest, b"Failed to allocate page", [], 2.0))
+    found.append(Case(f"long-line ({long_mib} MiB)", dummy, guest, b"Failed to allocate page", [], 2.0, []))
     return found
 
 
@@ -178,7 +199,7 @@ def measure(case: Case, repeat: int, stamp: Path) -> tuple[list[Sample], list[fl
     for i in range(repeat):
         if i % 2:
             plain.append(plain_round(case.qemu, case.marker, stamp, case.args))
-        samples.append(orch_round(case.image, case.qemu, stamp))
+        samples.append(orch_round(case.image, case.qemu, stamp, case.orch_args))
         if not i % 2:
             plain.append(plain_round(case.qemu, case.marker, stamp, case.args))
     return samples, plain

@@ -87,6 +87,10 @@ class RunSpec:
     # stopped: the lines a maintainer wants in a bug report (the reservation address, the
     # init_ram assertion) come just after the decisive one. The verdict time is unchanged.
     fail_grace: float = 2.0
+    # ... but the grace ends as soon as the console has been silent this long (seconds): a
+    # failed guest prints its last lines at once and then hangs, and `git bisect run` waits
+    # for orch's exit, which comes after the grace.
+    fail_grace_quiet: float = 0.5
 
 
 # -- the QEMU command ---------------------------------------------------------------------------
@@ -477,7 +481,7 @@ def _attempt(spec: RunSpec, ruleset: RuleSet, argv: list[str], cwd: Path, runtim
             if decisive.kind == "pass" and spec.login is not None and console.stdout_open:
                 session, memory = run_login_session(console, spec.login)
             elif decisive.kind != "pass":
-                after = _read_grace(console, spec.fail_grace, decisive.line)
+                after = _read_grace(console, spec.fail_grace, spec.fail_grace_quiet, decisive.line)
     finally:
         if not console.stdout_open:  # QEMU closed its console: let it finish exiting by itself
             process.wait(1.0)
@@ -497,15 +501,28 @@ def _attempt(spec: RunSpec, ruleset: RuleSet, argv: list[str], cwd: Path, runtim
 
 
 GRACE_LINES = 40  # at most this many lines after the verdict go into the record
+GRACE_LOOK_BACK = 2 << 20  # bytes before the verdict searched for the decisive line
 
 
-def _read_grace(console: _Console, seconds: float, decisive_line: str) -> list[str]:
-    """Keep reading the console for ``seconds`` after a fail verdict (the raw bytes go to
-    console.log as ever); the lines after the decisive one, ANSI stripped, for the record."""
+def _read_grace(console: _Console, seconds: float, quiet: float, decisive_line: str) -> list[str]:
+    """Keep reading the console after a fail verdict, for at most ``seconds`` and until it has
+    been silent for ``quiet`` seconds (0: the whole ``seconds``); the raw bytes go to console.log
+    as ever. Returns the lines after the decisive one, ANSI stripped, for the record. Only the
+    console's tail is decoded: the work is bounded whatever the guest printed before."""
+    at_verdict = len(console.raw)
     end = console.now() + max(seconds, 0.0)
     while console.now() < end and not console.exited():
-        console.pump(min(0.25, end - console.now()))
-    text = strip_ansi(bytes(console.raw).decode(errors="replace").replace("\r", ""))
+        silent = console.now() - console.last_data_at
+        if quiet > 0 and silent >= quiet:
+            break
+        console.pump(min(0.25, end - console.now(), quiet - silent if quiet > 0 else 0.25))
+    return lines_after(bytes(console.raw[max(0, at_verdict - GRACE_LOOK_BACK):]), decisive_line)
+
+
+def lines_after(data: bytes, decisive_line: str) -> list[str]:
+    """The non-empty lines of ``data`` after the first one that is ``decisive_line`` (ANSI
+    stripped), at most :data:`GRACE_LINES`."""
+    text = strip_ansi(data.decode(errors="replace").replace("\r", ""))
     lines = [line.rstrip() for line in text.split("\n")]
     at = next((i for i, line in enumerate(lines) if line.strip() == decisive_line.strip()), None)
     if at is None:

@@ -63,8 +63,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     judge.add_argument("--timeout", metavar="S", type=float, default=DEFAULTS.timeout,
                        help=f"whole-run timeout in seconds (default: {DEFAULTS.timeout:g})")
     judge.add_argument("--fail-grace", metavar="S", type=float, default=DEFAULTS.fail_grace,
-                       help="after a fail verdict, keep reading the console this long (default: "
-                       f"{DEFAULTS.fail_grace:g}; the verdict time is unchanged)")
+                       help="after a fail verdict, keep reading the console at most this long, for "
+                       "the lines that follow it (default: "
+                       f"{DEFAULTS.fail_grace:g}; the verdict time is unchanged; the JSON result and "
+                       "the exit come after it)")
+    judge.add_argument("--fail-grace-quiet", metavar="S", type=float, default=DEFAULTS.fail_grace_quiet,
+                       help="end the grace early once the console has been silent this long "
+                       f"(default: {DEFAULTS.fail_grace_quiet:g}; 0: read the whole grace)")
     judge.add_argument("--boot-timeout", metavar="S", type=float, default=DEFAULTS.boot_timeout,
                        help=f"seconds for seL4 itself to come up (default: {DEFAULTS.boot_timeout:g})")
     session = parser.add_argument_group("login session after a pass")
@@ -109,7 +114,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     return RunSpec(
         image=image, platform=args.platform, memory=args.memory, qemu=args.qemu, extra_args=extra,
         simulate=simulate, rules=tuple(args.rules), timeout=args.timeout, boot_timeout=args.boot_timeout,
-        fail_grace=max(0.0, args.fail_grace),
+        fail_grace=max(0.0, args.fail_grace), fail_grace_quiet=max(0.0, args.fail_grace_quiet),
         login=login, output_dir=args.output or _default_output(args, image),
         runtime=make_runtime("docker", args.docker_image) if args.docker_image else None,
     )
