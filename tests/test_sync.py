@@ -226,6 +226,20 @@ def test_groups_filter(server: Server, synced: Path, capsys: pytest.CaptureFixtu
     assert "projects/libs" in actions(report)
 
 
+@pytest.mark.parametrize("value", ["default notdefault", "default,\tnotdefault", " default , notdefault "])
+def test_groups_split_on_whitespace_as_well_as_commas(server: Server, synced: Path, value: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """repo splits -g on commas and whitespace: 'default notdefault' is two groups, not one
+    group named 'default notdefault' (which would select nothing and drop every project)."""
+    server.write_manifest(default_body(server).replace('path="projects/libs"',
+                                                       'path="projects/libs" groups="notdefault"'))
+    code, report = sync_json(capsys, synced, "-g", value)
+    assert code == 0, report
+    assert {"kernel", "projects/libs"} <= set(actions(report))
+    state = json.loads((synced / ".orch/state.json").read_text())
+    assert state["manifest"]["groups"] == ["default", "notdefault"]
+
+
 # --- mirrors ---------------------------------------------------------------------------------
 
 

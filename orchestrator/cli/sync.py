@@ -13,6 +13,7 @@ from orchestrator import layout
 from orchestrator.cli.common import add_manifest_options, workspace_root
 from orchestrator.errors import InputError
 from orchestrator.ui import UI
+from orchestrator.workspace.manifest import parse_groups
 from orchestrator.workspace.sync import ManifestSource, SyncReport, Workspace, parse_sparse, requested_source
 
 
@@ -29,7 +30,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         "the projects, tried before the network (also $ORCH_MIRROR, or mirror = in "
                         f"{layout.ORCH_DIR}/{layout.CONFIG_FILE})")
     parser.add_argument("-g", "--groups", metavar="GROUPS",
-                        help="comma-separated manifest groups (default: the recorded ones, else 'default')")
+                        help="manifest groups, separated by commas and/or whitespace as in repo "
+                        "(default: the recorded ones, else 'default')")
     parser.add_argument("--force", action="store_true",
                         help="also move projects with local changes/commits, after backing them up "
                         f"({layout.SYNC_BACKUP_PREFIX}<stamp> and a stash)")
@@ -75,7 +77,7 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         raise InputError(f"-j {args.jobs}: needs at least 1")
     ws = Workspace(workspace_root(args))
     source = manifest_source(args, ws)
-    groups = [g for g in args.groups.split(",") if g] if args.groups else None
+    groups = parse_groups(args.groups) if args.groups else None
     with ui.tracker() as tracker:
         report = ws.sync(source, jobs=args.jobs, mirror=ws.configured_mirror(args.mirror), force=args.force,
                          groups=groups, tracker=tracker, sparse=parse_sparse(args.sparse),
