@@ -161,7 +161,7 @@ class PipelineOracle:
                "ORCH_BUILD_DIR": variant.build.build_dir or "", "ORCH_RESULTS": str(done.directory),
                "ORCH_VARIANT": variant.name, "ORCH_WORKSPACE": str(self.settings.workspace)}
         proc = subprocess.run(["sh", "-c", self.settings.test], cwd=self.settings.workspace, env=env,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, errors="replace")
         (done.directory / "test.log").write_text(proc.stdout + proc.stderr)
         code = proc.returncode
         if code < 0 or code > 127:

@@ -7,6 +7,7 @@ sets ``func`` on its parser to a handler ``(args, ui) -> exit code``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -74,19 +75,33 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one orch command; its exit code. Whatever goes wrong, the code keeps its meaning for
+    `git bisect run`: 1 only for a test that failed, 2 bad input (argparse's own errors too),
+    125 could not test, 128 a bug in orch (any exception nobody expected, also while starting
+    up or parsing), 130 interrupted."""
     words = list(sys.argv[1:] if argv is None else argv)
     if "--version" in words and wanted_command(words) is None:
         print(f"orch {__version__}")  # before any import: start-up is the whole cost
         return 0
-    from orchestrator.ui import UI
-    from orchestrator.workspace import gitops
+    args: argparse.Namespace | None = None
+    try:
+        from orchestrator.workspace import gitops
 
-    gitops.drop_repository_env(os.environ)  # e.g. GIT_DIR, exported by `git bisect run`
-    parser = build_parser(words)
-    args = parser.parse_args(words)
+        gitops.drop_repository_env(os.environ)  # e.g. GIT_DIR, exported by `git bisect run`
+        parser = build_parser(words)
+        args = parser.parse_args(words)  # SystemExit 2 on bad arguments, 0 after --help
+        return _run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # a bug in orch: never exit 1 ("bad revision") for it
+        return _internal_error(error, args, words)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from orchestrator.ui import UI
+
     ui = UI.create(
         quiet=getattr(args, "quiet", False),
         json_mode=getattr(args, "json", False),
@@ -105,8 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return _stdout_closed()
-    except Exception as error:  # a bug in orch: never exit 1 ("bad revision") for it
-        return _internal_error(error, args, list(argv) if argv is not None else sys.argv[1:])
+    except SystemExit as stop:  # sys.exit() deep in a library: its code means nothing to a bisect
+        if stop.code in (None, EXIT_OK):
+            return EXIT_OK
+        raise RuntimeError(f"a library called sys.exit({stop.code!r})") from stop
 
 
 def _stdout_closed() -> int:
@@ -118,19 +135,25 @@ def _stdout_closed() -> int:
     return EXIT_OK
 
 
-def _internal_error(error: Exception, args: argparse.Namespace, argv: list[str]) -> int:
-    """One line on stderr naming the traceback file; exit 128 (aborts `git bisect run`)."""
+def _internal_error(error: Exception, args: argparse.Namespace | None, argv: list[str]) -> int:
+    """One line on stderr naming the traceback file; exit 128 (aborts `git bisect run`). Never
+    raises: whatever fails here (a read-only disk, a closed stderr) still ends in 128."""
     from orchestrator.cli.common import workspace_root
     from orchestrator.cli.crash import one_line, write_traceback
 
+    root: Path | None = None
+    if args is not None:
+        try:
+            root = workspace_root(args)
+        except Exception:  # the workspace option itself may be what is broken
+            root = None
     try:
-        root: Path | None = workspace_root(args)
-    except Exception:  # the workspace option itself may be what is broken
-        root = None
-    path = write_traceback(error, root, argv)
-    print(f"orch: internal error: {one_line(error)} (a bug in orch; traceback: {path})", file=sys.stderr)
+        where = f"traceback: {write_traceback(error, root, argv)}"
+    except Exception:
+        where = "the traceback could not be written"
+    with contextlib.suppress(Exception):  # stderr is gone: the exit code still says it
+        print(f"orch: internal error: {one_line(error)} (a bug in orch; {where})", file=sys.stderr)
     return EXIT_INTERNAL
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,6 @@ of marking the revision bad (1-127 but 125) or skipping it (125)."""
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tempfile
 import traceback
@@ -13,8 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from orchestrator import __version__, layout
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+from orchestrator.sanitize import terminal_text
 
 
 def write_traceback(error: BaseException, root: Path | None, argv: list[str]) -> Path:
@@ -40,6 +38,8 @@ def write_traceback(error: BaseException, root: Path | None, argv: list[str]) ->
 
 
 def one_line(error: BaseException) -> str:
-    """``Type: message`` on one line, control characters removed."""
+    """``Type: message`` on one line, through the sanitizer (the message may quote outside
+    text: a git error, a file name): no escape sequence or control character reaches stderr."""
     text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-    return _CONTROL.sub(" ", text.splitlines()[0] if text.splitlines() else text)[:300]
+    first = text.splitlines()[0] if text.splitlines() else text
+    return terminal_text(first.replace("\t", " "))[:300]

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from orchestrator.cluster.worker import worker_command
-from orchestrator.errors import EXIT_INTERRUPTED, InputError
+from orchestrator.errors import EXIT_INTERRUPTED, InfraError, InputError
 from orchestrator.ui import UI
 
 
@@ -52,6 +53,18 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         return 0
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        return subprocess.call(argv, env=env)
+        code = subprocess.call(argv, env=env)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except OSError as error:
+        raise InfraError(f"cannot start the Dask worker ({argv[0]}): {error.strerror}") from None
+    return worker_exit_code(code)
+
+
+def worker_exit_code(code: int) -> int:
+    """`dask worker`'s exit status as orch's: 0 and Ctrl-C (130, or killed by SIGINT) keep
+    their meaning; anything else is infrastructure (125), never 1 ("test failed")."""
+    if code in (0, EXIT_INTERRUPTED, -signal.SIGINT):
+        return EXIT_INTERRUPTED if code else 0
+    raise InfraError(f"the Dask worker exited with status {code}",
+                     hint="its own messages above say why (scheduler unreachable, bad option)")

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -39,7 +40,8 @@ from orchestrator.cluster.task import (
     unpack_patchsets,
 )
 from orchestrator.digest import sha256_bytes
-from orchestrator.errors import OrchError
+from orchestrator.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OrchError
+from orchestrator.sanitize import terminal_text
 
 POLL_SECONDS = 0.5
 PR_SET_PDEATHSIG = 1
@@ -235,17 +237,21 @@ WorkerSide = Callable[[Path, Path, Path, Path], None]
 def entry_main(entry: str, argv: Sequence[str], run_on_worker: WorkerSide) -> int:
     """The ``python -m ENTRY TASK RESULT WORKSPACE PATCHSETS`` a task with an ``entry`` runs on
     a worker: one shape for every stage (sweep points, bisect steps); orch's errors keep their
-    exit codes, Ctrl-C (or the worker's death) is 130."""
+    exit codes, any other exception is 128 (a bug), Ctrl-C (or the worker's death) is 130."""
     if len(argv) != 4:
         print(f"usage: python -m {entry} TASK RESULT WORKSPACE PATCHSETS", file=sys.stderr)
         return 2
     try:
         run_on_worker(*(Path(a) for a in argv))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except OrchError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {terminal_text(error.message)}", file=sys.stderr)
         return error.exit_code
+    except Exception as error:  # a bug: 128, never 1 (a verdict) for the submitting side
+        print(terminal_text(traceback.format_exc()), file=sys.stderr, end="")
+        print(f"internal error: {terminal_text(f'{type(error).__name__}: {error}')}", file=sys.stderr)
+        return EXIT_INTERNAL
     return 0
 
 

@@ -46,7 +46,7 @@ KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL
 
 def _first_line(argv: list[str]) -> str:
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return "?"
     text = (proc.stdout or proc.stderr).strip()

@@ -145,7 +145,7 @@ def run_pip(args: list[str], ui: UI, what: str) -> None:
     """Run the host's pip; ``what`` names the packages for the error line."""
     command = [sys.executable, "-m", "pip", *args]
     ui.info(f"wheels: pip {' '.join(args)}")
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, errors="replace", check=False)
     if result.returncode != 0:
         tail = " | ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
         raise InfraError(

@@ -135,7 +135,7 @@ def _gitlint_config(series: ProjectSeries, toolset: Toolset) -> Path:
 def gitlint(series: ProjectSeries, commit: Commit, config: Path) -> list[Finding]:
     command = [*GITLINT, "--config", str(config), "--target", str(series.directory),
                "--commit", commit.sha, "lint"]
-    proc = subprocess.run(command, capture_output=True, text=True, env=_tool_env())
+    proc = subprocess.run(command, capture_output=True, text=True, errors="replace", env=_tool_env())
     if proc.returncode == 0:
         return []
     lines = [m for m in (_GITLINT_LINE.match(x) for x in proc.stderr.splitlines()) if m]
@@ -178,7 +178,7 @@ def dco(project: str, commit: Commit) -> list[Finding]:
 
 def whitespace(series: ProjectSeries, commit: Commit) -> list[Finding]:
     proc = subprocess.run(["git", "diff", "--check", f"{commit.sha}^", commit.sha], cwd=series.directory,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, errors="replace")
     if proc.returncode == 0:
         return []
     findings: list[Finding] = []
@@ -224,7 +224,7 @@ def license_check(series: ProjectSeries, commit: Commit, files: list[str]) -> li
     if not present:
         return []
     proc = subprocess.run([*REUSE, "--root", ".", "lint-file", *present], cwd=series.directory,
-                          capture_output=True, text=True, env=_tool_env())
+                          capture_output=True, text=True, errors="replace", env=_tool_env())
     if proc.returncode == 0:
         return []
     findings = []
@@ -259,7 +259,7 @@ def shell_check(series: ProjectSeries, commit: Commit, files: list[str],
     if not scripts:
         return None
     proc = subprocess.run(["sh", str(toolset.shell_checker), *scripts], cwd=series.directory,
-                          capture_output=True, text=True, env=_tool_env())
+                          capture_output=True, text=True, errors="replace", env=_tool_env())
     if proc.returncode == 0:
         return []
     output = (proc.stdout + proc.stderr).strip()

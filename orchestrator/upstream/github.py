@@ -61,7 +61,7 @@ def find_token(env: Mapping[str, str], run: Callable[[list[str]], str | None] | 
 
 def _gh_token(command: list[str]) -> str | None:
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout if proc.returncode == 0 else None

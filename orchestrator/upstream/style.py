@@ -95,7 +95,8 @@ class StyleToolFailed(Exception):
 
 def _run(command: list[str], root: Path, kind: str) -> None:
     try:
-        proc = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(command, cwd=root, capture_output=True, text=True, errors="replace",
+                              timeout=600)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise InfraError(f"style ({kind}): {command[0]}: {error}") from None
     if proc.returncode != 0:

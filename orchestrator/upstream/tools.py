@@ -125,7 +125,7 @@ def require_programs(toolset: Toolset) -> None:
                              hint="pip install 'orch[test]' (gitlint-core, cmake-format, autopep8, "
                                   "guardonce, reuse)")
     if toolset.cmake_version:
-        found = subprocess.run([*CMAKE_FORMAT, "--version"], capture_output=True, text=True)
+        found = subprocess.run([*CMAKE_FORMAT, "--version"], capture_output=True, text=True, errors="replace")
         version = (found.stdout + found.stderr).strip()
         if version != toolset.cmake_version:
             raise InfraError(f"cmake-format {version or '?'} is installed; seL4_tools asks for "
