@@ -76,3 +76,13 @@ class StreamSanitizer:
     def finish(self) -> str:
         held, self._held = self._held, ""
         return terminal_text(held, sgr=self.sgr)
+
+
+_XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def xml_for_terminal(xml: str) -> str:
+    """An XML document safe to print that still means the same: control characters (C1 ones
+    such as CSI 0x9b are legal in XML 1.0 manifests) become character references (``&#155;``).
+    They can only stand in text and attribute values, where a reference is equivalent."""
+    return _XML_UNSAFE.sub(lambda m: f"&#{ord(m.group(0))};", xml)

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from rich.console import Console
+from rich.errors import MarkupError
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.segment import Segment
 from rich.table import Table
 
 from orchestrator.errors import OrchError
@@ -33,10 +35,27 @@ from orchestrator.sanitize import terminal_text
 class SafeConsole(Console):
     """A rich Console that passes every string it renders through the sanitizer (outside text
     reaches tables and messages as strings: patch subjects, git errors, manifest paths), so
-    only printable text reaches the terminal; rich adds its own colours afterwards."""
+    only printable text reaches the terminal; rich adds its own colours afterwards.
+
+    Outside text that reaches a table cell or a message unescaped is read as rich markup: so
+    this console never emits a hyperlink (``[link=...]`` would be an OSC 8 sequence; orch makes
+    none of its own), and text that is not valid markup (``[/x]``) is shown as it is instead
+    of raising MarkupError."""
 
     def render_str(self, text: str, *args: Any, **kwargs: Any) -> Any:
-        return super().render_str(terminal_text(text), *args, **kwargs)
+        clean = terminal_text(text)
+        try:
+            return super().render_str(clean, *args, **kwargs)
+        except MarkupError:
+            return super().render_str(clean, *args, **{**kwargs, "markup": False})
+
+    def render(self, renderable: Any, options: Any = None) -> Iterator[Segment]:
+        for segment in super().render(renderable, options):
+            style = segment.style
+            if style is not None and style.link:
+                yield Segment(segment.text, style.clear_meta_and_links(), segment.control)
+            else:
+                yield segment
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -72,3 +72,86 @@ def test_errors_with_outside_text_are_printed_as_text(capsys: pytest.CaptureFixt
     UI.create(color=False).error(InputError(f"bad {OSC52}[/x] thing", hint="[red]hint\x1b[2J"))
     err = capsys.readouterr().err
     assert "\x1b" not in err and "bad [/x] thing" in err and "hint: [red]hint" in err
+
+
+# --------------------------------------------------------------------------- the audit's paths
+
+LINK = "[link=https://evil.example/x]click[/link]"
+RAW = ("\x1b]52", "\x1b]0;", "\x1b]8;", "\x1b[2J", "\x9b", "\x07", "\x1bc")
+
+
+def _terminal_output(renderable: object) -> str:
+    """What a colour terminal would receive for ``renderable`` from orch's console."""
+    buffer = io.StringIO()
+    ui = UI.create()
+    console = type(ui.out)(file=buffer, force_terminal=True, color_system="truecolor", width=400,
+                           highlight=False)
+    console.print(renderable)
+    return buffer.getvalue()
+
+
+def _assert_clean(text: str) -> None:
+    for sequence in RAW:
+        assert sequence not in text, (sequence, text)
+
+
+def test_outside_markup_in_a_cell_never_becomes_a_hyperlink_or_a_crash() -> None:
+    from rich.table import Table
+
+    table = Table("a")
+    table.add_row(f"{LINK} {HOSTILE} [/unbalanced]")
+    out = _terminal_output(table)
+    _assert_clean(out)
+    assert "click" in out and "[/unbalanced]" in out
+
+
+def test_upstream_tables_show_subjects_and_api_urls_as_text() -> None:
+    from orchestrator.upstream import opener, prepare
+
+    conflict = prepare.Conflict(f"kernel{OSC52}", "a" * 40, f"evil {LINK} {HOSTILE}", "ps", "0001.patch",
+                                [f"f{OSC0_ST}.c"], "b" * 40)
+    out = _terminal_output(prepare.result_table(prepare.PrepareResult("ps", conflicts=[conflict])))
+    _assert_clean(out)
+    assert "evil [link=https://evil.example/x]click[/link] a" in out
+    pulls = opener.OpenResult("ps", False, [opener.OpenedPull(
+        "kernel", "seL4/seL4", 7, f"https://github.com/x{OSC52}{LINK}", f"created{HOSTILE}")])
+    out = _terminal_output(opener.result_table(pulls))
+    _assert_clean(out)
+    assert "[link=" in out
+
+
+def test_bisect_answer_lines_show_outside_text_as_text() -> None:
+    from orchestrator.bisect.record import BisectRecord, Culprit
+    from orchestrator.cli.bisect import answer_lines
+
+    record = BisectRecord("ps", "v", "good", "bad")
+    record.culprit = Culprit(f"kernel{LINK}", "c" * 40, f"subject {HOSTILE}", f"Eve {OSC52}", "2026-01-01",
+                             url=f"https://github.com/{LINK}")
+    out = "".join(_terminal_output(line) for line in answer_lines(record))
+    _assert_clean(out)
+    assert "[link=" in out
+
+
+def test_bisect_log_is_printed_sanitized(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator import layout
+
+    latest = layout.bisect_dir(tmp_path) / layout.LATEST
+    latest.mkdir(parents=True)
+    (latest / "bisect.log").write_text(f"git bisect start\n# bad: [abc] subject {HOSTILE}\n")
+    assert main(["bisect", "--log", "-w", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    _assert_clean(out)
+    assert "# bad: [abc] subject a" in out and "git bisect start\n" in out
+
+
+def test_manifest_xml_on_stdout_has_no_control_characters_and_means_the_same() -> None:
+    import xml.etree.ElementTree as ET
+
+    from orchestrator.sanitize import xml_for_terminal
+
+    element = ET.Element("project", name="evil\x9b2J\x85name\x7f", path="a")
+    xml = ET.tostring(element, encoding="unicode")
+    safe = xml_for_terminal(xml)
+    _assert_clean(safe)
+    assert not any(0x7f <= ord(c) <= 0x9f for c in safe)
+    assert ET.fromstring(safe).attrib == element.attrib

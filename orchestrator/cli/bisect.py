@@ -23,6 +23,7 @@ from orchestrator.cli.common import add_build_options, check_build_options, posi
 from orchestrator.cluster.engine import cluster_address
 from orchestrator.errors import InputError
 from orchestrator.patchset.apply import load_patchset, patchset_search_path
+from orchestrator.sanitize import terminal_text
 from orchestrator.ui import UI, to_jsonable
 
 
@@ -85,7 +86,8 @@ def _latest(root: Path, name: str) -> Path:
 def handle(args: argparse.Namespace, ui: UI) -> int:
     root = workspace_root(args)
     if args.log:
-        sys.stdout.write(_latest(root, "bisect.log").read_text())
+        # the log quotes commit subjects (outside text): through the sanitizer like all output
+        sys.stdout.write(terminal_text(_latest(root, "bisect.log").read_text(errors="replace")))
         return 0
     replay = read_log(args.replay) if args.replay else None
     start = replay.start if replay else {}
@@ -141,14 +143,14 @@ def answer_lines(record: BisectRecord) -> list[str]:
              for level in record.levels]
     if record.first_bad_manifest:
         m = record.first_bad_manifest
-        lines.append(f"first bad snapshot: {m.rev} ({m.date}) {escape(m.subject)}")
+        lines.append(f"first bad snapshot: {escape(m.rev)} ({escape(m.date)}) {escape(m.subject)}")
     if record.culprit:
         c = record.culprit
-        lines.append(f"culprit: {c.project} {c.commit}")
+        lines.append(f"culprit: {escape(c.project)} {escape(c.commit)}")
         lines.append(f"    {escape(c.subject)}")
         lines.append(f"    {escape(c.author)}, {c.date}")
         if c.url:
-            lines.append(f"    {c.url}")
+            lines.append(f"    {escape(c.url)}")
     status = record.status
     if status == "no-regression":
         lines.append("no regression: the bad end is good")
@@ -161,5 +163,6 @@ def answer_lines(record: BisectRecord) -> list[str]:
         lines += [f"    {escape(s)}" for s in suspects]
     if record.reproduce:
         lines.append(f"reproduce: {escape(record.reproduce)}")
-    lines.append(f"bisect.json and bisect.log: {Path(record.log or '').parent}  -> exit {record.exit_code}")
+    lines.append(f"bisect.json and bisect.log: {escape(str(Path(record.log or '').parent))}  "
+                 f"-> exit {record.exit_code}")
     return lines

@@ -16,6 +16,7 @@ from rich.text import Text
 from orchestrator.cli.common import workspace_root
 from orchestrator.cli.sync import show_manifest_notes
 from orchestrator.errors import InputError
+from orchestrator.sanitize import xml_for_terminal
 from orchestrator.ui import UI
 from orchestrator.workspace.manifest import Manifest, Project, parse_groups, quote, to_xml
 from orchestrator.workspace.state import ManifestSource
@@ -58,7 +59,7 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         state = ws.state()
         ui.result({"pinned": args.pinned, "xml": xml, "projects": list(state.projects.values())})
     elif not args.output:
-        ui.out.file.write(xml)
+        ui.out.file.write(xml_for_terminal(xml))
     return 0
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.errors import InputError
@@ -102,5 +103,5 @@ def result_table(result: OpenResult) -> Table:
     for i, pull in enumerate(result.pulls):
         ref = f"{pull.repo}#{pull.number}" if pull.number is not None else f"{pull.repo}#<new>"
         body = "updated" if ref in result.updated else "-"
-        table.add_row(str(i + 1), pull.project, pull.url or ref, pull.action, body)
+        table.add_row(str(i + 1), escape(pull.project), escape(pull.url or ref), escape(pull.action), body)
     return table

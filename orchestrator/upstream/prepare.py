@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from git.exc import GitCommandError
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator import layout
@@ -385,14 +386,14 @@ def result_table(result: PrepareResult) -> Table:
         for column in ("project", "commit", "patch", "conflicting files", "onto"):
             table.add_column(column, overflow="fold")
         for c in result.conflicts:
-            table.add_row(c.project, f"{c.commit[:12]} {c.subject}", f"{c.patchset}/{c.patch}",
-                          "\n".join(c.files) or "?", c.onto[:12])
+            table.add_row(escape(c.project), escape(f"{c.commit[:12]} {c.subject}"),
+                          escape(f"{c.patchset}/{c.patch}"), escape("\n".join(c.files) or "?"), c.onto[:12])
         return table
     table = Table(title=f"upstream prepare {result.patchset} (bodies in {result.directory})")
     for column in ("#", "project", "PR to", "branch", "commits", "pushed to"):
         table.add_column(column, overflow="fold")
     assert result.prepared is not None
     for i, p in enumerate(result.prepared.projects):
-        table.add_row(str(i + 1), p.project, f"{p.upstream_repo}:{p.base_branch}", p.branch,
-                      str(len(p.commits)), p.fork_url if p.pushed else "-")
+        table.add_row(str(i + 1), escape(p.project), escape(f"{p.upstream_repo}:{p.base_branch}"),
+                      escape(p.branch), str(len(p.commits)), escape(p.fork_url) if p.pushed else "-")
     return table
