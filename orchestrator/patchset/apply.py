@@ -599,8 +599,17 @@ def _rollback(journals: Sequence[oplog.Journal]) -> None:
         except OrchError as error:
             errors.append(f"{journal.entry.project}: {error.message}")
     if errors:
-        raise WorkspaceError("could not restore " + "; ".join(errors),
-                             hint="the next `orch patchset apply` or `revert` retries the undo")
+        raise RollbackError("could not restore " + "; ".join(errors),
+                            hint="the next `orch patchset apply` or `revert` retries the undo",
+                            failures=errors)
+
+
+@dataclass
+class RollbackError(WorkspaceError):
+    """An apply failed and putting one or more projects back failed too (``failures``: one
+    ``project: reason`` each); the error that made the apply fail is the ``__context__``."""
+
+    failures: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- revert

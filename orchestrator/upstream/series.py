@@ -8,17 +8,19 @@ checkouts, branches and edits are never touched; the scratch clones go away afte
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from git.exc import GitCommandError
 
 from orchestrator import layout
-from orchestrator.errors import InfraError
+from orchestrator.errors import InfraError, OrchError
 from orchestrator.patchset import apply as patchsets
 from orchestrator.patchset.config import Patchset, verify_checksums
 from orchestrator.workspace import gitops
@@ -77,17 +79,23 @@ def projects_of(chain: list[Patchset]) -> list[str]:
     return order
 
 
+SCRATCH_PREFIX = "upstream-"
+OWNER_LOCK = ".owner.lock"  # held (flock) by the orch process using the scratch directory
+
+
 @contextmanager
 def applied_chain(workspace_root: Path, tree: SourceTree, chain: list[Patchset]) -> Iterator[Chain]:
-    """Scratch clones of the chain's projects with the chain applied; removed on exit."""
+    """Scratch clones of the chain's projects with the chain applied; removed on exit (and,
+    after a kill -9, by the next call: see :func:`remove_abandoned_scratch`)."""
     verify_checksums(chain)
     base = layout.tmp_dir(workspace_root)
     base.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="upstream-", dir=base))
+    remove_abandoned_scratch(base)
+    scratch, owner = _new_scratch(base)
     try:
         projects = {p: _clone(tree.project(p), scratch) for p in projects_of(chain)}
         scratch_tree = SourceTree(scratch, projects)
-        report = patchsets.apply(scratch_tree, chain)
+        report = _apply_in_scratch(scratch_tree, chain)
         by_sha = {c.commit: c for p in report.projects for c in p.commits}
         series: dict[str, ProjectSeries] = {}
         for path, checkout in projects.items():
@@ -98,6 +106,52 @@ def applied_chain(workspace_root: Path, tree: SourceTree, chain: list[Patchset])
         yield Chain(chain, scratch_tree, series)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        owner.close()
+
+
+def _new_scratch(base: Path) -> tuple[Path, IO[str]]:
+    """A new scratch directory and its owner lock, held: locked before the directory gets its
+    ``upstream-`` name, so no other orch ever sees it unowned."""
+    making = Path(tempfile.mkdtemp(prefix=".new-", dir=base))
+    owner = (making / OWNER_LOCK).open("w")
+    fcntl.flock(owner, fcntl.LOCK_EX)
+    scratch = base / (SCRATCH_PREFIX + making.name.removeprefix(".new-"))
+    making.rename(scratch)
+    return scratch, owner
+
+
+def remove_abandoned_scratch(base: Path) -> list[Path]:
+    """Remove the scratch directories under ``base`` whose orch process is gone (killed before
+    it could clean up: nobody holds their owner lock); those in use are left alone."""
+    removed: list[Path] = []
+    for scratch in sorted([*base.glob(f"{SCRATCH_PREFIX}*"), *base.glob(".new-*")]):
+        lock = scratch / OWNER_LOCK
+        try:
+            with lock.open() as handle:  # no lock file: not set up yet, leave it
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(scratch, ignore_errors=True)
+                removed.append(scratch)
+        except BlockingIOError:
+            continue  # another orch is using it
+        except OSError:
+            continue  # no lock file yet, no permission, or gone meanwhile
+    return removed
+
+
+def _apply_in_scratch(scratch_tree: SourceTree, chain: list[Patchset]) -> patchsets.ApplyReport:
+    """``patchsets.apply`` in the scratch clones. Its errors speak of the user's projects
+    ("could not restore", "the next apply retries the undo"); here nothing of the user's was
+    touched and the clones are thrown away, so a failed rollback is said as what it is."""
+    try:
+        return patchsets.apply(scratch_tree, chain)
+    except patchsets.RollbackError as error:
+        cause = error.__context__
+        why = f" ({cause})" if isinstance(cause, OrchError) else \
+            f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+        raise InfraError(
+            f"{chain[-1].name}: applying the chain in scratch clones failed{why}, and a scratch "
+            f"clone could not be checked out again: {'; '.join(error.failures)}",
+            hint="your checkouts and branches were not touched; the scratch clones are removed") from None
 
 
 def _clone(checkout: ProjectCheckout, scratch: Path) -> ProjectCheckout:
