@@ -122,6 +122,45 @@ def test_worker_entry_keeps_orch_error_codes_and_sanitizes(capsys: pytest.Captur
                                                   (-9, EXIT_CANNOT_TEST)])
 def test_orch_worker_never_passes_dask_workers_1_on(status: int, expected: int, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(worker_cli.subprocess, "call", lambda *_a, **_k: status)
+    monkeypatch.setattr(worker_cli, "run_sanitized", lambda *_a, **_k: status)
     code = cli.main(["worker", "tcp://127.0.0.1:1", "--dir", str(tmp_path)])
     assert code == expected
+
+
+def test_orch_worker_passes_the_dask_workers_output_through_the_sanitizer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    script = (f"import sys; sys.stdout.write({HOSTILE!r} + '\\n'); "
+              f"sys.stderr.write('task failed: ' + {HOSTILE!r})")
+    monkeypatch.setattr(worker_cli, "worker_command",
+                        lambda *_a: ([sys.executable, "-c", script], {"PATH": "/usr/bin:/bin"}))
+    assert cli.main(["worker", "tcp://127.0.0.1:1", "--dir", str(tmp_path)]) == 0
+    out, err = capfd.readouterr()
+    assert "planted" in err and "task failed: planted" in err
+    assert not any(c in out + err for c in "\x07\x9b") and "\x1b" not in out + err
+
+
+def test_dask_client_log_lines_are_sanitized() -> None:
+    """Dask installs a stderr handler on the 'distributed' logger (pytest may have replaced
+    it: the test adds one the way dask's config does)."""
+    import io
+    import logging
+
+    from orchestrator.cluster.engine import sanitize_dask_logging
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+    parent = logging.getLogger("distributed")
+    parent.addHandler(handler)
+    try:
+        sanitize_dask_logging()
+        sanitize_dask_logging()  # idempotent
+        try:
+            raise RuntimeError(f"worker said {HOSTILE}")
+        except RuntimeError:
+            logging.getLogger("distributed.client").exception("Compute Failed %s", HOSTILE)
+    finally:
+        parent.removeHandler(handler)
+    text = stream.getvalue()
+    assert "Compute Failed planted" in text and "worker said planted" in text
+    assert not any(c in text for c in "\x07\x9b\x1b")

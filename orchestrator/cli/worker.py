@@ -8,12 +8,16 @@ import argparse
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from orchestrator.cluster.worker import worker_command
 from orchestrator.errors import EXIT_INTERRUPTED, InfraError, InputError
+from orchestrator.sanitize import terminal_bytes
 from orchestrator.ui import UI
+
+STOP_SECONDS = 30.0  # a Ctrl-C'd dask worker's time to leave the scheduler
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -53,12 +57,33 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
         return 0
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        code = subprocess.call(argv, env=env)
+        code = run_sanitized(argv, env)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except OSError as error:
         raise InfraError(f"cannot start the Dask worker ({argv[0]}): {error.strerror}") from None
     return worker_exit_code(code)
+
+
+def run_sanitized(argv: list[str], env: dict[str, str]) -> int:
+    """Run ``argv`` with its output (dask's log, which quotes tasks' errors: git's messages,
+    patch text) passed line by line through the sanitizer to stderr; its exit status. On
+    Ctrl-C (which reaches it too) it is given time to leave the scheduler, then killed."""
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            sys.stderr.write(terminal_bytes(line))
+            sys.stderr.flush()
+        return proc.wait()
+    except KeyboardInterrupt:
+        try:
+            proc.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
 
 
 def worker_exit_code(code: int) -> int:

@@ -15,6 +15,7 @@ worker-loss handling and result transfer: orch adds only what Dask cannot know:
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import tomllib
@@ -27,6 +28,7 @@ from orchestrator.cluster.task import POINT_CANNOT_TEST, PointResult, PointTask
 from orchestrator.cluster.worker import cancel_event_name, execute_task
 from orchestrator.errors import InfraError, InputError
 from orchestrator.layout import config_file
+from orchestrator.sanitize import terminal_text
 
 ResultCallback = Callable[[PointResult], None]
 CONNECT_TIMEOUT = "15s"
@@ -97,6 +99,26 @@ def _configured(workspace: Path | None) -> str | None:
     return value or None
 
 
+class _SanitizingFormatter(logging.Formatter):
+    """Dask's own log formatter, its output (which quotes workers' errors and tracebacks)
+    passed through the sanitizer."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal_text(self.inner.format(record))
+
+
+def sanitize_dask_logging() -> None:
+    """Dask's client logs to stderr through its own handler (a worker's exception, a lost
+    worker): make that handler's text go through the sanitizer like all of orch's output."""
+    for handler in logging.getLogger("distributed").handlers:
+        if not isinstance(handler.formatter, _SanitizingFormatter):
+            handler.setFormatter(_SanitizingFormatter(handler.formatter))
+
+
 class DaskEngine:
     """Points on a Dask distributed cluster (a running scheduler with `orch worker`s)."""
 
@@ -105,6 +127,7 @@ class DaskEngine:
             from distributed import Client
         except ImportError as error:  # pragma: no cover - a dependency of orch
             raise InfraError("--cluster needs Dask distributed: pip install 'dask[distributed]'") from error
+        sanitize_dask_logging()
         try:
             self.client: Any = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
         except OSError as error:
