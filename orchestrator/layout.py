@@ -103,6 +103,15 @@ def orch_dir(root: Path) -> Path:
     return root / ORCH_DIR
 
 
+def link_latest(directory: Path) -> None:
+    """Point ``latest`` beside ``directory`` at it (a relative link, replaced atomically)."""
+    link = directory.parent / LATEST
+    tmp = directory.parent / f".{LATEST}.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(directory.name)
+    tmp.replace(link)
+
+
 def is_workspace(directory: Path) -> bool:
     """True when ``directory`` holds a ``.orch/`` directory."""
     return orch_dir(directory).is_dir()

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from orchestrator.analysis.memory import KiB, MiB
 from orchestrator.errors import InputError
+from orchestrator.layout import link_latest
 from orchestrator.report.model import (
     BUILT,
     ERROR,
@@ -235,6 +236,15 @@ def test_job_dirs_and_lookup(tmp_path: Path) -> None:
         find_job(tmp_path, "2025")
     with pytest.raises(InputError, match="no results for job 'nope'"):
         find_job(tmp_path, "nope")
+
+
+def test_latest_link_moves_to_the_newest_directory(tmp_path: Path) -> None:
+    """One ``latest`` link for results, builds, sweeps and bisections: relative, replaced."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        link_latest(tmp_path / name)
+        assert (tmp_path / "latest").readlink() == Path(name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "latest"]
 
 
 OLD_RESULTS = {  # a results.json as orch 0.1 wrote it (schema 1), trimmed to one variant

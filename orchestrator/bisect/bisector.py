@@ -131,7 +131,7 @@ def run_bisect(request: BisectRequest, ui: UI) -> BisectRecord:
     record.exit_code = EXIT_CODES[record.status]
     record.finished = datetime.now(UTC).isoformat(timespec="seconds")
     record.write(directory / "bisect.json")
-    _link_latest(directory)
+    layout.link_latest(directory)
     return record
 
 
@@ -157,13 +157,6 @@ def _start_args(request: BisectRequest) -> dict[str, object]:
     return {"patchset": s.patchset, "variant": s.variant, "good": request.good, "bad": request.bad,
             "project": request.project, "test": s.test, "build_failure": s.build_failure,
             "retries": s.retries}
-
-
-def _link_latest(directory: Path) -> None:
-    latest = directory.parent / layout.LATEST
-    if latest.is_symlink() or latest.exists():
-        latest.unlink()
-    latest.symlink_to(directory.name)
 
 
 # --- the levels -----------------------------------------------------------------------------

@@ -306,11 +306,8 @@ def _result(ctx: BuildContext, plan: _Plan, metadata: dict[str, Any], *, cached:
 
 
 def _link_latest(output_dir: Path) -> None:
-    latest = output_dir.parent / "latest"
-    with contextlib.suppress(OSError):
-        if latest.is_symlink() or latest.exists():
-            latest.unlink()
-        latest.symlink_to(output_dir.name)
+    with contextlib.suppress(OSError):  # a convenience link: never fails a build
+        layout.link_latest(output_dir)
 
 
 def _settings_contents(tree: SourceTree) -> dict[str, str]:

@@ -95,11 +95,7 @@ def new_job_dir(workspace: Path, job_id: str) -> Path:
         n += 1
         directory = root / f"{job_id}.{n}"
     directory.mkdir()
-    link = root / layout.LATEST
-    tmp = root / f".{layout.LATEST}.tmp"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(directory.name)
-    tmp.replace(link)
+    layout.link_latest(directory)
     return directory
 
 

@@ -80,13 +80,6 @@ def mean_probe_seconds(workspace: Path) -> float | None:
     return sum(times) / len(times) if times else None
 
 
-def _link_latest(directory: Path) -> None:
-    latest = directory.parent / layout.LATEST
-    if latest.is_symlink() or latest.exists():
-        latest.unlink()
-    latest.symlink_to(directory.name)
-
-
 def stored_plan(directory: Path) -> SweepPlan:
     """The plan a sweep directory was made with (its plan.json)."""
     try:
@@ -115,7 +108,7 @@ def _create(workspace: Path, plan: SweepPlan, given: Path | None = None) -> Path
     directory.mkdir(parents=True, exist_ok=given is not None)
     (directory / PLAN_FILE).write_text(json.dumps(plan.to_dict(), indent=2) + "\n")
     if given is None:
-        _link_latest(directory)
+        layout.link_latest(directory)
     return directory
 
 
