@@ -22,6 +22,7 @@ from orchestrator.cli import main
 from tests.conftest import require_tools
 from tests.support.bisect import LIBS, BisectFixture, make_bisect_fixture
 from tests.support.build import snapshot
+from tests.support.cli import orch
 from tests.support.git import git
 
 HOST_TOOLS = ("qemu-system-aarch64", "aarch64-linux-gnu-gcc", "cmake", "ninja")
@@ -44,12 +45,6 @@ def fx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BisectFixture]:
         fixture = make_bisect_fixture(base)
         assert main(["sync", "-q", "-w", str(fixture.workspace), "-m", fixture.manifest_url]) == 0
         yield fixture
-
-
-def orch(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def bisect_args(fx: BisectFixture, *extra: str) -> list[str]:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
 from orchestrator.cluster.engine import LocalEngine, cluster_address
 from orchestrator.cluster.matrix import (
     GITHUB_MATRIX_LIMIT,
@@ -34,18 +33,13 @@ from orchestrator.report.merge import merge_reports
 from orchestrator.sweep import probe as probe_module
 from tests.conftest import require_tools
 from tests.support.build import make_patch
+from tests.support.cli import orch
 from tests.support.cluster import loopback_cluster, processes_under
 from tests.support.e2e import E2EFixture, make_e2e_fixture
 from tests.support.sweep import MiB, expected_minimum, make_sweep_fixture
 from tests.test_sweep import fake_probe
 
 HOST_TOOLS = ("qemu-system-aarch64", "aarch64-linux-gnu-gcc", "cmake", "ninja")
-
-
-def orch(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --- task data --------------------------------------------------------------------------------

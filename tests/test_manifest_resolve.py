@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
+from tests.support.cli import orch
 from tests.support.git import make_manifest_repo
 
 KEYS = {"name", "path", "remote", "url", "revision", "upstream", "dest_branch", "groups", "linkfiles",
@@ -27,12 +27,6 @@ TOP = """<manifest>
 EXTRA = '<manifest><project name="libs" path="projects/libs" clone-depth="1"/></manifest>'
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
 def manifest_dir(tmp_path: Path) -> Path:
     d = tmp_path / "manifests"
@@ -44,7 +38,7 @@ def manifest_dir(tmp_path: Path) -> Path:
 
 def test_resolve_a_file_prints_every_project_with_the_same_keys(
         tmp_path: Path, manifest_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "manifest", "-w", str(tmp_path / "ws"), "--json", "--resolve",
+    code, out, err = orch(capsys, "manifest", "-w", str(tmp_path / "ws"), "--json", "--resolve",
                          str(manifest_dir / "default.xml"), "--manifest-url", "https://github.com/seL4/m.git")
     assert code == 0, err
     data = json.loads(out)
@@ -66,7 +60,7 @@ def test_resolve_applies_groups_and_the_workspaces_local_manifests(
     local.mkdir(parents=True)
     (local / "mine.xml").write_text('<manifest><remove-project name="seL4.git"/>'
                                     '<project name="mytool" path="tools/mine" groups="extra"/></manifest>')
-    code, out, err = run(capsys, "manifest", "-w", str(tmp_path / "ws"), "--json", "-g",
+    code, out, err = orch(capsys, "manifest", "-w", str(tmp_path / "ws"), "--json", "-g",
                          "all,-default,extra", "--resolve", str(manifest_dir / "default.xml"),
                          "--manifest-url", "https://e.org/a/m")
     assert code == 0, err
@@ -81,14 +75,14 @@ def test_resolve_a_manifest_repository_at_a_revision(tmp_path: Path,
                               {"default.xml": TOP, "extra.xml": EXTRA})
     first = repo.commits[0]
     repo.commit({"default.xml": TOP.replace('path="kernel"', 'path="kernel2"')}, "move the kernel")
-    code, out, err = run(capsys, "manifest", "-w", str(tmp_path / "ws"), "--json",
+    code, out, err = orch(capsys, "manifest", "-w", str(tmp_path / "ws"), "--json",
                          "--resolve", str(repo.bare), "-b", first[:10])
     assert code == 0, err
     data = json.loads(out)
     assert data["manifest_commit"] == first
     kernel = next(p for p in data["projects"] if p["name"] == "seL4.git")
     assert (kernel["path"], kernel["url"]) == ("kernel", str(tmp_path / "git" / "seL4" / "seL4.git"))
-    code, out, err = run(capsys, "manifest", "-w", str(tmp_path / "ws"), "--resolve", str(repo.bare))
+    code, out, err = orch(capsys, "manifest", "-w", str(tmp_path / "ws"), "--resolve", str(repo.bare))
     assert code == 0, err
     assert "kernel2" in out and "2 projects" in out
     assert not (tmp_path / "ws").exists()
@@ -99,10 +93,10 @@ def test_a_bad_manifest_gets_the_same_one_line_error_as_sync(
     (manifest_dir / "extra.xml").write_text('<manifest><project name="../escape"/></manifest>')
     args = ["-w", str(tmp_path / "ws"), "--resolve", str(manifest_dir / "default.xml"),
             "--manifest-url", "https://e.org/a/m"]
-    code, _out, err = run(capsys, "manifest", *args)
+    code, _out, err = orch(capsys, "manifest", *args)
     assert code == 2
     assert err.splitlines()[0] == ('error: extra.xml: <project name="../escape">: invalid name "../escape": '
                                    "bad component: ..")
-    code, _out, sync_err = run(capsys, "sync", "-w", str(tmp_path / "ws"),
+    code, _out, sync_err = orch(capsys, "sync", "-w", str(tmp_path / "ws"),
                                "-m", str(manifest_dir / "default.xml"), "--manifest-url", "https://e.org/a/m")
     assert code == 2 and sync_err.splitlines()[0] == err.splitlines()[0]

@@ -7,18 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
 from orchestrator.errors import EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from tests.support.cli import orch
 from tests.support.git import git
 from tests.support.seed import DEVICES
 
 EXAMPLES = "projects/vm-examples"
-
-
-def orch(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

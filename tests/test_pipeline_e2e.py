@@ -12,18 +12,12 @@ from typing import Any
 import pytest
 from defusedxml import ElementTree as SafeET
 
-from orchestrator.cli import main
 from orchestrator.runtime.base import LABEL_WORKSPACE
 from tests.conftest import require_tools
+from tests.support.cli import orch
 from tests.support.e2e import E2EFixture, make_e2e_fixture
 
 HOST_TOOLS = ("qemu-system-aarch64", "aarch64-linux-gnu-gcc", "cmake", "ninja")
-
-
-def orch(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def build_args(fx: E2EFixture, *extra: str) -> list[str]:

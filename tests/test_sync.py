@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
 from orchestrator.errors import InfraError
 from orchestrator.workspace.sync import JOURNAL, Workspace
+from tests.support.cli import orch
 from tests.support.git import Upstream, git, make_manifest_repo, make_upstream
 
 
@@ -68,12 +68,6 @@ def server(tmp_path: Path) -> Server:
     s = Server(seL4, manifest, kernel, tools, libs, pin)
     s.write_manifest(default_body(s), "manifest")
     return s
-
-
-def orch(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def sync_json(capsys: pytest.CaptureFixture[str], ws: Path, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]

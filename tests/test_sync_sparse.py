@@ -10,18 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
 from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_OK, EXIT_USAGE
+from tests.support.cli import orch
 from tests.support.git import Upstream, git, make_upstream
 from tests.support.seed import DEVICES, make_seed_server
 
 EXAMPLES = "projects/vm-examples"
-
-
-def orch(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def drop_blob(bare: Path, path: str) -> str:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.cli import main
 from orchestrator.errors import EXIT_FAIL, EXIT_OK
 from tests.conftest import require_tools
+from tests.support.cli import orch
 from tests.support.git import git
 from tests.support.upstream import (
     CLEAN_C,
@@ -36,12 +36,6 @@ LIBS = "projects/seL4_projects_libs"
 EXAMPLES = "projects/vm-examples"
 KERNEL = "kernel"
 NOTES = "docs/notes.txt"
-
-
-def orch(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
