@@ -93,3 +93,36 @@ def test_a_tree_whose_work_cannot_be_backed_up_is_kept_not_lost(source: SourceTr
 
     assert (kernel / "README").read_text() == "my edit\n"
     assert len(warnings) == 1 and "kept" in warnings[0] and str(kernel) in warnings[0], warnings
+
+
+def test_nested_and_sibling_projects_are_set_up_in_parallel_outer_first(tmp_path: Path) -> None:
+    """Projects are checked out a few at once; one nested in another's path only after it,
+    and removed before it (a tree of many projects, several nested, as seL4 manifests nest
+    tools/ and projects/)."""
+    ws = tmp_path / "ws"
+    paths = ["a", "a/b", "a/b/c", "d", "e", "f", "g/h"]
+    projects: dict[str, ProjectCheckout] = {}
+    for path in paths:
+        name = path.replace("/", "_")
+        up = make_upstream(tmp_path / "server", f"{name}.git", {f"{name}.txt": f"{name}\n"})
+        git(tmp_path, "clone", "-q", str(up.bare), str(tmp_path / "clones" / name))
+        clone = tmp_path / "clones" / name
+        projects[path] = ProjectCheckout(path, clone, git(clone, "rev-parse", "HEAD"))
+    source = SourceTree(ws, projects)
+    commits = {path: c.pinned for path, c in projects.items()}
+
+    variant, ready = prepare_variant_tree(ws, "v", source, commits, [], "k")
+
+    assert not ready
+    for path in paths:
+        checkout = variant.tree.project(path).directory
+        assert (checkout / f"{path.replace('/', '_')}.txt").is_file(), path
+        assert git(checkout, "rev-parse", "HEAD") == commits[path]
+    mark_ready(variant, "k")
+    assert prepare_variant_tree(ws, "v", source, commits, [], "k")[1]
+
+    remove_variant_tree(ws, "v", source)
+
+    assert not (variant.base / "src").exists()
+    for path in paths:  # every worktree pruned from its repository
+        assert git(projects[path].directory, "worktree", "list", "--porcelain").count("worktree ") == 1

@@ -31,29 +31,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from orchestrator import __version__, layout
-from rich.markup import escape
-
 from orchestrator.build.spec import BuildSpec, VariantSpec
-from orchestrator.digest import json_digest, sha256_file
-from orchestrator.errors import EXIT_FAIL, InfraError, OrchError
-from orchestrator.patchset.params import apply_values, settings_key
-from orchestrator.patchset.apply import apply
-from orchestrator.patchset.config import Patchset
-from orchestrator.runtime.base import (
-    LABEL_VARIANT,
-    LABEL_WORKSPACE,
-    Bind,
-    Job,
-    Runtime,
-    RuntimeInfo,
-    Step,
-)
-from orchestrator.workspace import gitops
-from orchestrator.workspace.manifest import FileLink
-from orchestrator.workspace.state import recorded_manifest
-from orchestrator.workspace.tree import SourceTree
-from orchestrator.ui import UI, Tracker
 from orchestrator.build.variant_tree import (
+    RepoLocks,
     VariantTree,
     head_commit,
     mark_ready,
@@ -63,6 +43,25 @@ from orchestrator.build.variant_tree import (
     variant_lock,
     workspace_links,
 )
+from orchestrator.digest import json_digest, sha256_file
+from orchestrator.errors import EXIT_FAIL, InfraError, OrchError
+from orchestrator.patchset.apply import apply
+from orchestrator.patchset.config import Patchset
+from orchestrator.patchset.params import apply_values, settings_key
+from orchestrator.runtime.base import (
+    LABEL_VARIANT,
+    LABEL_WORKSPACE,
+    Bind,
+    Job,
+    Runtime,
+    RuntimeInfo,
+    Step,
+)
+from orchestrator.ui import UI, Tracker
+from orchestrator.workspace import gitops
+from orchestrator.workspace.manifest import FileLink
+from orchestrator.workspace.state import recorded_manifest
+from orchestrator.workspace.tree import SourceTree
 
 RECIPE_VERSION = 2  # bump when the build commands change, to invalidate every cache entry
 # 2: qemu-arm-virt (AArch64) dumps its DTB without QEMU's random seeds (deterministic_dtb_options)
@@ -155,7 +154,7 @@ class _Shared:
     links: tuple[FileLink, ...]
     manifest: dict[str, Any]
     cancel: threading.Event
-    git_lock: threading.Lock
+    repo_locks: RepoLocks
 
 
 class _Interrupted(Exception):
@@ -486,16 +485,16 @@ def _run_variant(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Track
         try:
             result = _build_in_tree(ctx, shared, plan, tracker, task)
         except OSError as exc:
-            remove_variant_tree(ctx.root, name, ctx.tree, git_lock=shared.git_lock, warn=ctx.ui.warn)
+            remove_variant_tree(ctx.root, name, ctx.tree, locks=shared.repo_locks, warn=ctx.ui.warn)
             if exc.errno == errno.ENOSPC:
                 raise _disk_full(exc, ctx.root) from None
             raise
         except BaseException:
-            remove_variant_tree(ctx.root, name, ctx.tree, git_lock=shared.git_lock, warn=ctx.ui.warn)
+            remove_variant_tree(ctx.root, name, ctx.tree, locks=shared.repo_locks, warn=ctx.ui.warn)
             tracker.done(task, "interrupted" if shared.cancel.is_set() else "error")
             raise
     if not result.ok:
-        remove_variant_tree(ctx.root, name, ctx.tree, git_lock=shared.git_lock, warn=ctx.ui.warn)
+        remove_variant_tree(ctx.root, name, ctx.tree, locks=shared.repo_locks, warn=ctx.ui.warn)
     word = "built" if result.ok else "BUILD FAILED"
     tracker.done(task, f"{word} ({result.metadata.get('duration', 0):.1f} s)")
     return result
@@ -505,7 +504,7 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
                    task: int) -> BuildResult:
     tracker.advance(task, 0, status="preparing")
     variant, ready = prepare_variant_tree(ctx.root, plan.variant.name, ctx.tree, shared.commits,
-                                          shared.links, plan.tree_key, git_lock=shared.git_lock,
+                                          shared.links, plan.tree_key, locks=shared.repo_locks,
                                           warn=ctx.ui.warn)
     if not ready:
         if plan.patchsets:
@@ -649,7 +648,7 @@ def _shared(ctx: BuildContext) -> _Shared:
                         "orch patchset import)")
     links = tuple(ctx.links) if ctx.links is not None else tuple(workspace_links(ctx.root, ctx.tree))
     manifest = dict(ctx.manifest) if ctx.manifest is not None else recorded_manifest(ctx.root)
-    return _Shared(info, commits, links, manifest, threading.Event(), threading.Lock())
+    return _Shared(info, commits, links, manifest, threading.Event(), RepoLocks())
 
 
 def build_variants(

@@ -82,7 +82,8 @@ def parse_rules(value: object, where: str) -> tuple[ImageRule, ...]:
             raise InputError(f"{at} must be a table")
         unknown = set(table) - _KEYS
         if unknown:
-            raise InputError(f"{at}: unknown key '{sorted(unknown)[0]}'", hint=f"known: {', '.join(sorted(_KEYS))}")
+            raise InputError(f"{at}: unknown key '{sorted(unknown)[0]}'",
+                             hint=f"known: {', '.join(sorted(_KEYS))}")
         if not all(isinstance(v, str) and v for v in table.values()):
             raise InputError(f"{at}: every value must be a non-empty string")
         rule = ImageRule(**{str(k): str(v) for k, v in table.items()})
