@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import io
 import json
+import os
 import sys
 import threading
 import time
@@ -214,6 +215,20 @@ class _Console(SafeConsole):
         raise BrokenPipeError
 
 
+LOG_WIDTH = 160
+"""Columns of tables written to a file or pipe (a CI log, ``| tee``) when $COLUMNS is unset:
+rich's 80 squeezed the bisect and build tables into one word per line; logs scroll sideways."""
+
+
+def log_width(stream: Any) -> int | None:
+    """The width to render at: None (the terminal's, or $COLUMNS) on a TTY or with $COLUMNS
+    set, else :data:`LOG_WIDTH`."""
+    isatty = getattr(stream, "isatty", None)
+    if os.environ.get("COLUMNS") or (callable(isatty) and isatty()):
+        return None
+    return LOG_WIDTH
+
+
 @dataclass
 class UI:
     """Where a command's human output goes. ``json`` mode keeps stdout for the JSON document."""
@@ -230,8 +245,10 @@ class UI:
         """Consoles for a command; ``color=False`` (``--no-color``, or NO_COLOR set) gives plain
         text for logs and pasting into reviews."""
         no_color = not color or None  # None: rich decides (it honours NO_COLOR and TTYs)
-        out = _Console(file=sys.stdout, highlight=False, soft_wrap=True, no_color=no_color)
-        err = SafeConsole(file=sys.stderr, highlight=False, soft_wrap=True, no_color=no_color)
+        out = _Console(file=sys.stdout, highlight=False, soft_wrap=True, no_color=no_color,
+                       width=log_width(sys.stdout))
+        err = SafeConsole(file=sys.stderr, highlight=False, soft_wrap=True, no_color=no_color,
+                          width=log_width(sys.stderr))
         return cls(out=out, err=err, quiet=quiet, json=json_mode, verbose=verbose)
 
     @classmethod

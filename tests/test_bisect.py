@@ -134,6 +134,9 @@ def test_bisect_finds_the_snapshot_then_the_commit(fx: BisectFixture, capsys: py
     replayed = latest(fx)
     assert replayed["replayed"] and replayed["culprit"]["commit"] == fx.culprit
     assert {step["built"] for step in replayed["steps"]} == {"replayed"}
+    # with the original's settings (executor, images, cmake), not today's defaults
+    assert [step["image"] for step in replayed["steps"]] == [step["image"] for step in steps]
+    assert replayed["reproduce"] == reproduce and "--executor host" in reproduce
     # a log that lacks a step the replay needs is bad input
     log.write_text("\n".join(line for line in log.read_text().splitlines() if fx.culprit not in line) + "\n")
     code, out, err = orch(capsys, "bisect", "--replay", str(log), "--patchsets", str(fx.patchsets),

@@ -268,7 +268,8 @@ CTRL_C_SCRIPT = textwrap.dedent("""
     ctx = BuildContext(root=ws.root, tree=ws.tree, spec=ws.spec(), runtime=make_runtime(name, image))
     print("READY", flush=True)
     try:
-        build_variant(ctx, VariantSpec("slow", (), cmake=("-DSLOW_SECONDS=60",)), [])
+        result = build_variant(ctx, VariantSpec("slow", (), cmake=("-DSLOW_SECONDS=60",)), [])
+        print("FINISHED", result.status, result.metadata.get("failed_step"), result.log_tail, flush=True)
     except KeyboardInterrupt:
         print("INTERRUPTED", flush=True)
         sys.exit(130)
@@ -298,7 +299,7 @@ def test_ctrl_c_stops_the_build_and_leaves_nothing(tmp_path: Path, runtime: Runt
         return any("::orch-step:: build" in p.read_text(errors="replace") for p in log.glob("*/build.log"))
 
     done = interrupt_build(tmp_path, runtime, sleeping)
-    assert done.returncode == 130, done.stderr
+    assert done.returncode == 130, done.stdout + done.stderr
     assert "INTERRUPTED" in done.stdout
     assert not (tmp_path / "ws" / ".orch" / "variants" / "slow" / "src").exists()
     for project in ("kernel", "tools/seL4"):

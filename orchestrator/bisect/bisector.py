@@ -156,7 +156,8 @@ def _start_args(request: BisectRequest) -> dict[str, object]:
     s = request.settings
     return {"patchset": s.patchset, "variant": s.variant, "good": request.good, "bad": request.bad,
             "project": request.project, "test": s.test, "build_failure": s.build_failure,
-            "retries": s.retries}
+            "retries": s.retries, "image": request.image, "cmake": list(s.cmake),
+            "executor": s.executor}
 
 
 # --- the levels -----------------------------------------------------------------------------
@@ -365,6 +366,7 @@ def _reproduce(run: _Run, bad: LevelPoint, base: LevelPoint | None = None) -> st
     for path, sha in sorted(bad.point.commits().items()):
         if reference.pins.get(path) is None or reference.pins[path].sha != sha:
             words += ["--pin", f"{path}={sha}"]
+    words += [f"--cmake={option}" for option in s.cmake]
     for directory in s.patchset_dirs:
         words += ["--patchsets", str(directory)]
     return shlex.join(words)

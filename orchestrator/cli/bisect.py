@@ -57,6 +57,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         help="boot each point N times and take the majority (flaky boots)")
     add_build_options(parser, image_help="build image for every point (default: the patchset's, or its "
                       "[[build.images]] rules)")
+    parser.set_defaults(executor=None)  # unset: a --replay takes the logged one, else docker
     parser.add_argument("--cluster", metavar="ADDRESS",
                         help="judge each step's points on a Dask cluster (tcp://host:8786; $ORCH_CLUSTER "
                         "or `cluster` in .orch/config.toml): a k-ary search, one point per worker")
@@ -103,12 +104,14 @@ def handle(args: argparse.Namespace, ui: UI) -> int:
     variant = args.variant or start.get("variant") or _default_variant(patchset, args.patchsets, env)
     settings = OracleSettings(
         patchset=patchset, variant=variant, workspace=root,
-        patchset_dirs=tuple(Path(d).resolve() for d in args.patchsets), executor=args.executor,
-        boot_in=args.boot_in, cmake=tuple(args.cmake), timeout=args.timeout,
+        patchset_dirs=tuple(Path(d).resolve() for d in args.patchsets),
+        executor=args.executor or start.get("executor") or "docker",
+        boot_in=args.boot_in, cmake=tuple(args.cmake or start.get("cmake") or ()), timeout=args.timeout,
         test=args.test or start.get("test"), build_failure=start.get("build_failure") or args.build_failure,
         retries=args.retries, env=env)
     request = BisectRequest(settings, str(good), str(bad), project=args.project or start.get("project"),
-                            image=args.image, command=("orch", *sys.argv[1:]) if sys.argv[1:] else ("orch",),
+                            image=args.image or start.get("image"),
+                            command=("orch", *sys.argv[1:]) if sys.argv[1:] else ("orch",),
                             replay=replay, width=args.width,
                             cluster=cluster_address(args.cluster, env, root))
     record = run_bisect(request, ui)
