@@ -37,6 +37,7 @@ from orchestrator.runtime.docker import DockerRuntime
 from orchestrator.runtime.host import HostRuntime
 from tests.conftest import require_tools
 from tests.support.build import IMAGE_NAME, BuildWorkspace, make_build_workspace, snapshot
+from tests.support.cli import CTRL_C_ABLE
 
 BUILD_TOOLS = ("cmake", "ninja", "aarch64-linux-gnu-gcc")
 
@@ -281,7 +282,7 @@ def interrupt_build(tmp_path: Path, runtime: Runtime, started: object) -> subpro
     repo = Path(__file__).resolve().parent.parent
     where = f"docker:{runtime.image}" if isinstance(runtime, DockerRuntime) else "host"
     proc = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT, str(tmp_path), str(repo), where],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **CTRL_C_ABLE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not started() and proc.poll() is None:  # type: ignore[operator]
         time.sleep(0.2)

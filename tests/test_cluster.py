@@ -33,7 +33,7 @@ from orchestrator.report.merge import merge_reports
 from orchestrator.sweep import probe as probe_module
 from tests.conftest import require_tools
 from tests.support.build import make_patch
-from tests.support.cli import orch
+from tests.support.cli import CTRL_C_ABLE, orch
 from tests.support.cluster import loopback_cluster, processes_under
 from tests.support.e2e import E2EFixture, make_e2e_fixture
 from tests.support.sweep import MiB, expected_minimum, make_sweep_fixture
@@ -308,7 +308,7 @@ def test_ctrl_c_leaves_nothing_running_on_any_worker(fx: E2EFixture, tmp_path: P
         workers = [cluster.add_worker("w1"), cluster.add_worker("w2")]
         cluster.wait_for_workers(2)
         client = subprocess.Popen(hang_build(fx, cluster.address, tmp_path / "dist", 300),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **CTRL_C_ABLE)
         deadline = time.monotonic() + 120
         while not any(qemu_under(w.directory) for w in workers):
             assert time.monotonic() < deadline and client.poll() is None, client.communicate()

@@ -26,6 +26,7 @@ from orchestrator.sweep import results
 from orchestrator.sweep.plan import PointResult, ProbeRecord, Search, parse_axis, parse_search
 from orchestrator.sweep.search import minimize, violations
 from tests.conftest import require_tools
+from tests.support.cli import CTRL_C_ABLE
 from tests.support.e2e import E2EFixture
 from tests.support.sweep import expected_minimum, make_sweep_fixture
 
@@ -293,7 +294,7 @@ def test_real_ctrl_c_then_resume(fx: E2EFixture) -> None:
     require_tools(*HOST_TOOLS)
     argv = [sys.executable, "-m", "orchestrator",
             *sweep_args(fx, "--minimize", "mempool=0..64M", "--step", "1M")]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **CTRL_C_ABLE)
     journal = fx.workspace / ".orch/sweeps/latest/probes.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:

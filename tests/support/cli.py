@@ -1,6 +1,9 @@
-"""Running `orch` in-process from a test: its exit code and what it printed."""
+"""Running `orch` from a test: in-process (its exit code and what it printed), or as a child
+process that Ctrl-C reaches."""
 
 from __future__ import annotations
+
+import signal
 
 import pytest
 
@@ -12,3 +15,14 @@ def orch(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def _hear_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+CTRL_C_ABLE = {"preexec_fn": _hear_ctrl_c}
+"""``subprocess.Popen(..., **CTRL_C_ABLE)`` for a child a test interrupts with SIGINT: a test run
+started in the background (``pytest &``, ``nohup``) ignores SIGINT and its children inherit
+that, so Python would never raise KeyboardInterrupt in them and the test would see the job
+finish instead; this gives the child the terminal's default back."""
