@@ -1,17 +1,30 @@
 #!/usr/bin/env python3
-"""Benchmark `orch sync` against the plain sequential `git clone` + `git checkout SHA` loop.
+"""Benchmark a cold and a no-op `orch sync` against the plain tools, over git's pack transfer.
 
-Builds 19 local bare repositories of realistic size (a few thousand files and a few hundred
-commits each, written with `git fast-import`), a manifest pinning each one to a SHA that is
-not its branch tip, then times in one run:
+Builds, in a temporary directory, 11 bare repositories shaped like the camkes-vm workspace's
+(seL4, seL4_libs, util_libs, musllibc, ...: about 6000 files and 3200 commits in all, each
+commit editing a few blocks of lines in a few files, a tag every 100 commits; written with
+`git fast-import`, packed with bitmaps as a server keeps them), served over ``file://`` URLs
+(upload-pack and pack-objects run as for a server, unlike a plain path, which git copies or
+hard-links), and a manifest repository holding ``default.xml`` (relative remotes,
+``fetch="."``, each project pinned to a SHA below its branch tip) and an equivalent
+``west.yml``. Then times, in rounds whose order rotates (the machine and its disk drift):
 
-  * the sequential loop: `git clone URL DIR && git -C DIR checkout SHA`, one project after another
-  * `orch sync -j N` into an empty workspace (cold)
-  * `orch sync` again (no-op re-sync)
+  * the plain loop: ``git clone URL DIR && git -C DIR checkout SHA``, one project after another
+  * ``orch sync -j N -m MANIFEST_URL`` into an empty workspace (cold), then again (no-op)
+  * ``repo init -u MANIFEST_URL && repo sync -j N``, when a ``repo`` launcher is found
+  * ``west init -m MANIFEST_URL && west update``, when ``west`` is installed
 
-and prints the ratios. Targets on a 2-core machine: cold <= 0.6x the loop, no-op < 1 s.
+and ``orch --version`` and the no-op sync as whole processes (wall time from outside), and
+prints the median per-round ratio of orch's cold sync against each peer. Targets: cold at
+most 0.6x the plain loop, no-op under 0.3 s, ``orch --version`` under 0.15 s.
 
-    python -m benchmarks.bench_sync [--files 2500] [--commits 300] [--jobs N] [--keep DIR]
+``repo`` is looked up on PATH (or ``--repo PATH``); it fetches its own code at ``repo init``,
+from ``--repo-url URL`` (e.g. a local clone of git-repo, ``file://...``, to run offline).
+``--server DIR`` times bare repositories already in DIR (each ``NAME.git`` pinned at
+``HEAD~5``) instead of generated ones.
+
+    python -m benchmarks.bench_sync [--scale 1.0] [--jobs 2] [--repeat 3] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -25,151 +38,350 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
-PROJECTS = 19
-WORDS = ["seL4_Word", "cap", "frame", "vspace", "untyped", "retype", "irq", "vcpu", "fault", "badge",
-         "endpoint", "notification", "tcb", "cnode", "slot", "mapping", "region", "guest", "vmm"]
+# name, files at the root commit, commits: roughly the shape of the real repositories
+REPOSITORIES: tuple[tuple[str, int, int], ...] = (
+    ("seL4", 1200, 900), ("seL4_libs", 700, 300), ("util_libs", 800, 300), ("musllibc", 1500, 400),
+    ("sel4runtime", 60, 60), ("seL4_tools", 300, 200), ("camkes-tool", 400, 400), ("capdl", 150, 150),
+    ("seL4_projects_libs", 250, 150), ("camkes-vm", 300, 150), ("camkes-vm-examples", 200, 150),
+)
+WORDS = ("seL4_Word", "cap", "frame", "vspace", "untyped", "retype", "irq", "vcpu", "fault", "badge",
+         "endpoint", "notification", "tcb", "cnode", "slot", "mapping", "region", "guest", "vmm",
+         "if", "return", "struct", "static", "inline", "uint64_t", "void", "(", ")", "->", "&&")
+PIN_BACK = 5  # the manifest pins each project this many commits below its branch tip
 
 
-def source_file(rng: random.Random, lines: int) -> bytes:
-    out = []
-    for i in range(lines):
-        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9)))
-        out.append(f"    /* {i}: {words} */ x_{rng.randint(0, 9999)} = {rng.randint(0, 1 << 20)};\n")
-    return "".join(out).encode()
+# --- the repositories --------------------------------------------------------------------------
 
 
-def fast_import_stream(seed: int, files: int, commits: int) -> bytes:
-    """A fast-import stream: one commit adding ``files`` files, then ``commits - 1`` commits
-    each touching a handful of them."""
-    rng = random.Random(seed)
-    paths = [f"src/d{i % 40:02d}/file{i:05d}.c" for i in range(files)]
-    chunks: list[bytes] = []
-    when = 1_600_000_000
+def source_line(rng: random.Random) -> bytes:
+    words = " ".join(rng.choices(WORDS, k=rng.randint(3, 10)))
+    return f"    {words} x_{rng.randint(0, 999)} = {rng.randint(0, 1 << 16)};\n".encode()
 
-    def commit(n: int, changes: list[tuple[str, bytes]]) -> None:
-        message = f"commit {n}\n".encode()
+
+def source_file(rng: random.Random) -> list[bytes]:
+    return [source_line(rng) for _ in range(rng.randint(40, 160))]
+
+
+class HistoryWriter:
+    """A `git fast-import` stream: a root commit adding the files, then commits that each
+    replace a few blocks of lines in a few files (now and then adding a file), and an annotated
+    tag every 100 commits."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.files: dict[str, list[bytes]] = {}
+        self.chunks: list[bytes] = []
+        self.commits = 0
+
+    def commit(self, touched: Sequence[str]) -> None:
+        n = self.commits
+        self.commits += 1
+        message = f"change {n}: {' '.join(self.rng.choices(WORDS, k=6))}\n".encode()
         head = (f"commit refs/heads/master\nmark :{n + 1}\n"
-                f"committer Bench <bench@example.org> {when + n * 60} +0000\n"
+                f"author Dev <dev@example.org> {1_500_000_000 + n * 3600} +0000\n"
+                f"committer Dev <dev@example.org> {1_500_000_000 + n * 3600} +0000\n"
                 f"data {len(message)}\n").encode() + message
         if n:
             head += f"from :{n}\n".encode()
-        body = b"".join(f"M 100644 inline {p}\ndata {len(d)}\n".encode() + d + b"\n" for p, d in changes)
-        chunks.append(head + body + b"\n")
+        body = []
+        for path in touched:
+            data = b"".join(self.files[path])
+            body.append(f"M 100644 inline {path}\ndata {len(data)}\n".encode() + data + b"\n")
+        self.chunks.append(head + b"".join(body) + b"\n")
+        if n and n % 100 == 0:
+            note = f"release {n // 100}\n".encode()
+            self.chunks.append(f"tag v{n // 100}.0\nfrom :{n + 1}\n"
+                               f"tagger Dev <dev@example.org> {1_500_000_000 + n * 3600} +0000\n"
+                               f"data {len(note)}\n".encode() + note + b"\n")
 
-    commit(0, [(p, source_file(rng, rng.randint(20, 60))) for p in paths])
-    for n in range(1, commits):
-        touched = rng.sample(paths, 4)
-        commit(n, [(p, source_file(rng, rng.randint(20, 60))) for p in touched])
-    return b"".join(chunks)
+    def edit(self, path: str) -> None:
+        lines = self.files[path]
+        for _ in range(self.rng.randint(1, 3)):
+            start = self.rng.randrange(len(lines))
+            old = self.rng.randint(0, 12)
+            lines[start:start + old] = [source_line(self.rng) for _ in range(self.rng.randint(1, 15))]
+
+    def stream(self, files: int, commits: int) -> bytes:
+        dirs = [f"{top}/{sub}" for top in ("src", "include", "libs", "tools") for sub in "abcdefghij"]
+        paths = [f"{self.rng.choice(dirs)}/f{i:05d}.{self.rng.choice('cchS')}" for i in range(files)]
+        for path in paths:
+            self.files[path] = source_file(self.rng)
+        self.commit(list(self.files))
+        hot = paths[: max(8, len(paths) // 5)]  # most changes go to a fifth of the files
+        for _ in range(commits - 1):
+            touched: list[str] = []
+            for _ in range(self.rng.randint(1, 6)):
+                path = self.rng.choice(hot if self.rng.random() < 0.7 else paths)
+                self.edit(path)
+                touched.append(path)
+            if self.rng.random() < 0.05:
+                new = f"{self.rng.choice(dirs)}/n{self.commits:05d}.c"
+                self.files[new] = source_file(self.rng)
+                paths.append(new)
+                touched.append(new)
+            self.commit(sorted(set(touched)))
+        return b"".join(self.chunks)
 
 
-def make_repo(server: Path, index: int, files: int, commits: int) -> tuple[str, str]:
-    name = f"project{index:02d}.git"
-    bare = server / name
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "master", str(bare)], check=True)
-    subprocess.run(["git", "fast-import", "--quiet"], cwd=bare, check=True,
-                   input=fast_import_stream(index, files, commits))
-    subprocess.run(["git", "repack", "-adq"], cwd=bare, check=True)
-    pin = subprocess.run(["git", "rev-parse", "master~5"], cwd=bare, check=True, capture_output=True,
-                         text=True).stdout.strip()
-    return name, pin
+def git(*args: str, cwd: Path | None = None, stdin: bytes | None = None) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, check=True)
+    return proc.stdout.decode().strip()
 
 
-def timed(label: str, func: Callable[[], None], clean: Path | None = None) -> float:
-    """Time ``func`` after removing ``clean`` and flushing dirty pages (so the previous step's
-    writeback is not billed to this one)."""
-    if clean is not None:
-        shutil.rmtree(clean, ignore_errors=True)
+def make_repository(server: Path, seed: int, name: str, files: int, commits: int) -> None:
+    bare = server / f"{name}.git"
+    git("init", "-q", "--bare", "-b", "master", str(bare))
+    git("fast-import", "--quiet", cwd=bare, stdin=HistoryWriter(seed).stream(files, commits))
+    git("repack", "-adq", "--write-bitmap-index", cwd=bare)
+
+
+@dataclass
+class Fixture:
+    """The served repositories, their pins and the manifest repository's URL."""
+
+    server: Path
+    pins: dict[str, str] = field(default_factory=dict)  # project name -> pinned SHA
+
+    def url(self, name: str) -> str:
+        return (self.server / f"{name}.git").as_uri()
+
+    @property
+    def manifest_url(self) -> str:
+        return self.url("manifest")
+
+
+def read_pins(server: Path) -> Fixture:
+    fixture = Fixture(server)
+    for bare in sorted(server.glob("*.git")):
+        if bare.name != "manifest.git":
+            fixture.pins[bare.name.removesuffix(".git")] = git("rev-parse", f"HEAD~{PIN_BACK}", cwd=bare)
+    return fixture
+
+
+def repo_manifest(pins: dict[str, str]) -> str:
+    projects = "".join(f'  <project name="{name}" path="projects/{name}" revision="{sha}" '
+                       f'upstream="master" dest-branch="master"/>\n' for name, sha in pins.items())
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<manifest>\n'
+            '  <remote name="origin" fetch="."/>\n  <default remote="origin" revision="master"/>\n'
+            f"{projects}</manifest>\n")
+
+
+def west_manifest(fixture: Fixture) -> str:
+    projects = "".join(f"    - name: {name}\n      repo-path: {name}.git\n      path: projects/{name}\n"
+                       f"      revision: {sha}\n" for name, sha in fixture.pins.items())
+    return (f"manifest:\n  remotes:\n    - name: origin\n      url-base: {fixture.server.as_uri()}\n"
+            f"  defaults:\n    remote: origin\n  projects:\n{projects}  self:\n    path: manifest\n")
+
+
+def make_manifest_repository(fixture: Fixture, work: Path) -> None:
+    """``manifest.git``: ``default.xml`` for orch and repo, ``west.yml`` for west."""
+    shutil.rmtree(work, ignore_errors=True)
+    git("init", "-q", "-b", "master", str(work))
+    (work / "default.xml").write_text(repo_manifest(fixture.pins))
+    (work / "west.yml").write_text(west_manifest(fixture))
+    git("add", ".", cwd=work)
+    git("-c", "user.name=Bench", "-c", "user.email=bench@example.org", "commit", "-qm", "manifest", cwd=work)
+    bare = fixture.server / "manifest.git"
+    shutil.rmtree(bare, ignore_errors=True)
+    git("clone", "-q", "--bare", str(work), str(bare))
+
+
+def serve_like_a_forge(base: Path) -> None:
+    """Let the served repositories answer partial clones (``uploadpack.allowFilter``), as
+    GitHub and Gerrit do: a global git config for every git process from here on (the
+    repositories' own config stays as it is), which includes the user's."""
+    config = base / "gitconfig"
+    config.write_text("[include]\n\tpath = ~/.gitconfig\n[uploadpack]\n\tallowFilter = true\n")
+    os.environ["GIT_CONFIG_GLOBAL"] = str(config)
+
+
+def build_fixture(base: Path, scale: float) -> Fixture:
+    server = base / "server"
+    shutil.rmtree(server, ignore_errors=True)
+    server.mkdir(parents=True)
+    shapes = [(name, max(10, int(files * scale)), max(10, int(commits * scale)))
+              for name, files, commits in REPOSITORIES]
+    print(f"creating {len(shapes)} repositories ({sum(s[1] for s in shapes)} files, "
+          f"{sum(s[2] for s in shapes)} commits in all) ...", flush=True)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        list(pool.map(lambda item: make_repository(server, item[0], *item[1]), enumerate(shapes)))
+    fixture = read_pins(server)
+    make_manifest_repository(fixture, base / "manifest-work")
+    size = sum(f.stat().st_size for f in server.rglob("*.pack"))
+    print(f"  done in {time.perf_counter() - start:.1f} s; packs {size / 2**20:.1f} MiB", flush=True)
+    return fixture
+
+
+# --- the contenders ----------------------------------------------------------------------------
+
+
+def run_quiet(command: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run(list(command), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} ... exited {proc.returncode}: "
+                           f"{proc.stderr.strip()[-400:]}")
+
+
+def plain_loop(fixture: Fixture, dest: Path) -> None:
+    for name, sha in fixture.pins.items():
+        target = dest / "projects" / name
+        run_quiet(["git", "clone", "-q", fixture.url(name), str(target)])
+        run_quiet(["git", "-C", str(target), "checkout", "-q", sha])
+
+
+def orch_command(ws: Path, fixture: Fixture, jobs: int) -> list[str]:
+    return [sys.executable, "-m", "orchestrator", "sync", "-q", "-w", str(ws), "-m", fixture.manifest_url,
+            "-j", str(jobs)]
+
+
+def repo_sync(launcher: str, repo_url: str | None, fixture: Fixture, ws: Path, jobs: int) -> None:
+    ws.mkdir(parents=True)
+    source = ["--repo-url", repo_url, "--repo-rev", "main", "--no-repo-verify"] if repo_url else []
+    env = {**os.environ, "REPO_CONFIG_DIR": str(ws)}  # no ~/.repoconfig of the user's
+    run_quiet([sys.executable, launcher, "init", "-q", "-u", fixture.manifest_url, "-b", "master",
+               *source], cwd=ws, env=env)
+    run_quiet([sys.executable, launcher, "sync", "-q", f"-j{jobs}"], cwd=ws, env=env)
+
+
+def west_update(west: str, fixture: Fixture, ws: Path) -> None:
+    run_quiet([west, "init", "-m", fixture.manifest_url, "--mr", "master", str(ws)])
+    run_quiet([west, "update"], cwd=ws)
+
+
+@dataclass
+class Contender:
+    label: str
+    run: Callable[[Path], None]
+    times: list[float] = field(default_factory=list)
+
+
+def timed_cold(contender: Contender, dest: Path) -> float:
+    """Time one cold run into an empty ``dest``, after flushing dirty pages (so the previous
+    run's writeback is not billed to this one)."""
+    shutil.rmtree(dest, ignore_errors=True)
     os.sync()
     start = time.perf_counter()
-    func()
+    contender.run(dest)
     elapsed = time.perf_counter() - start
-    print(f"  {label:<34} {elapsed:7.2f} s", flush=True)
+    contender.times.append(elapsed)
+    print(f"  {contender.label:<36} {elapsed:7.2f} s", flush=True)
+    shutil.rmtree(dest, ignore_errors=True)
     return elapsed
 
 
-def sequential_loop(server: Path, pins: dict[str, str], dest: Path) -> None:
-    for name, sha in pins.items():
-        target = dest / name.removesuffix(".git")
-        subprocess.run(["git", "clone", "-q", str(server / name), str(target)], check=True)
-        subprocess.run(["git", "-C", str(target), "checkout", "-q", sha], check=True)
+def process_wall_time(command: Sequence[str], runs: int) -> float:
+    """The median wall time of ``command`` as a whole process, as a shell would see it."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run_quiet(command)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
-def orch_sync(ws: Path, manifest: Path, jobs: int) -> None:
-    subprocess.run([sys.executable, "-m", "orchestrator", "sync", "-q", "-w", str(ws), "-m", str(manifest),
-                    "-j", str(jobs)], check=True, stdout=subprocess.DEVNULL)
+def find_repo_launcher(explicit: str | None) -> str | None:
+    if explicit:
+        return explicit
+    return shutil.which("repo")
+
+
+def median_ratio(ours: list[float], theirs: list[float]) -> float:
+    return statistics.median(o / t for o, t in zip(ours, theirs, strict=True))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=2500, help="files per repository")
-    parser.add_argument("--commits", type=int, default=300, help="commits per repository")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="orch sync -j")
-    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds, order alternating; "
-                        "the median per-round ratio is compared")
+    parser.add_argument("--scale", type=float, default=1.0, help="files and commits per repository, scaled")
+    parser.add_argument("--jobs", type=int, default=2, help="-j for orch sync and repo sync")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; the order rotates each round")
+    parser.add_argument("--repo", help="the repo launcher (default: `repo` on PATH)")
+    parser.add_argument("--repo-url", help="where `repo init` gets repo's own code (--repo-url)")
+    parser.add_argument("--no-peers", action="store_true", help="time only orch and the plain loop")
+    parser.add_argument("--server", type=Path, help="time these bare repositories (NAME.git) instead")
     parser.add_argument("--keep", type=Path, help="build in (and keep) this directory")
     args = parser.parse_args()
 
-    base = args.keep or Path(tempfile.mkdtemp(prefix="orch-bench-"))
+    base = (args.keep or Path(tempfile.mkdtemp(prefix="orch-bench-sync-"))).resolve()
     base.mkdir(parents=True, exist_ok=True)
+    serve_like_a_forge(base)
     try:
-        server = base / "server"
-        if server.exists():
-            shutil.rmtree(server)
-        server.mkdir()
-        print(f"creating {PROJECTS} repositories ({args.files} files, {args.commits} commits each) ...",
-              flush=True)
-        start = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            made = list(pool.map(lambda i: make_repo(server, i, args.files, args.commits), range(PROJECTS)))
-        print(f"  done in {time.perf_counter() - start:.1f} s", flush=True)
-        pins = dict(made)
-        manifest = base / "bench.xml"
-        projects = "\n".join(f'  <project name="{n}" path="projects/{n.removesuffix(".git")}" revision="{s}" '
-                             f'upstream="master" dest-branch="master"/>' for n, s in pins.items())
-        manifest.write_text(f'<manifest>\n  <remote name="local" fetch="{server}"/>\n'
-                            f'  <default remote="local" revision="master"/>\n{projects}\n</manifest>\n')
-
-        loops: list[float] = []
-        colds: list[float] = []
-        noops: list[float] = []
-        for round_ in range(1, args.repeat + 1):
-            # The disk of a shared machine drifts over minutes: alternate which side goes first
-            # and compare each round's pair, so drift is not billed to one side.
-            print(f"round {round_}/{args.repeat}:")
-
-            def loop_side() -> None:
-                loops.append(timed("sequential git clone + checkout",
-                                   lambda: sequential_loop(server, pins, base / "loop"), base / "loop"))
-
-            def orch_side() -> None:
-                colds.append(timed(f"orch sync -j {args.jobs} (cold)",
-                                   lambda: orch_sync(base / "ws", manifest, args.jobs), base / "ws"))
-                noops.append(timed("orch sync (no-op re-sync)",
-                                   lambda: orch_sync(base / "ws", manifest, args.jobs)))
-
-            for side in (loop_side, orch_side) if round_ % 2 else (orch_side, loop_side):
-                side()
-        loop, cold, noop = statistics.median(loops), statistics.median(colds), statistics.median(noops)
-        ratios = [c / lo for c, lo in zip(colds, loops, strict=True)]
-        ratio = statistics.median(ratios)
-        print(f"medians: loop {loop:.2f} s, cold sync {cold:.2f} s, no-op {noop:.2f} s "
-              f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-        print(f"per-round cold/loop ratios: {', '.join(f'{r:.2f}x' for r in ratios)}")
-        print("results:")
-        print(f"  cold sync / sequential loop      {ratio:7.2f}x   (median of the rounds; target <= 0.60x)")
-        print(f"  no-op re-sync                    {noop:7.2f} s   (target < 1 s)")
-        ok = ratio <= 0.6 and noop < 1.0
-        print("  PASS" if ok else "  MISSED TARGET")
-        return 0 if ok else 1
+        if args.server:
+            fixture = read_pins(args.server.resolve())
+            fixture.server = base / "server"
+            shutil.rmtree(fixture.server, ignore_errors=True)
+            fixture.server.mkdir()
+            for name in fixture.pins:
+                (fixture.server / f"{name}.git").symlink_to(args.server.resolve() / f"{name}.git")
+            make_manifest_repository(fixture, base / "manifest-work")
+        else:
+            fixture = build_fixture(base, args.scale)
+        return compare(fixture, base, args)
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def compare(fixture: Fixture, base: Path, args: argparse.Namespace) -> int:
+    ws = base / "ws"
+    orch = Contender(f"orch sync -j{args.jobs} (cold)",
+                     lambda dest: run_quiet(orch_command(dest, fixture, args.jobs)))
+    loop = Contender("plain git clone + checkout loop", lambda dest: plain_loop(fixture, dest))
+    peers = [loop]
+    launcher = None if args.no_peers else find_repo_launcher(args.repo)
+    if launcher:
+        peers.append(Contender(f"repo init + repo sync -j{args.jobs}",
+                               lambda dest: repo_sync(launcher, args.repo_url, fixture, dest, args.jobs)))
+    elif not args.no_peers:
+        print("repo: no launcher on PATH (pass --repo PATH [--repo-url URL]); not timed")
+    west = None if args.no_peers else shutil.which("west")
+    if west:
+        peers.append(Contender("west init + west update", lambda dest: west_update(west, fixture, dest)))
+    elif not args.no_peers:
+        print("west: not installed (pip install west); not timed")
+    noops: list[float] = []
+    contenders = [orch, *peers]
+    for round_ in range(args.repeat):
+        print(f"round {round_ + 1}/{args.repeat} (load average {os.getloadavg()[0]:.2f}):", flush=True)
+        shift = round_ % len(contenders)
+        for contender in contenders[shift:] + contenders[:shift]:
+            if contender is orch:
+                shutil.rmtree(ws, ignore_errors=True)
+                os.sync()
+                start = time.perf_counter()
+                run_quiet(orch_command(ws, fixture, args.jobs))
+                orch.times.append(time.perf_counter() - start)
+                print(f"  {orch.label:<36} {orch.times[-1]:7.2f} s", flush=True)
+                noops.append(process_wall_time(orch_command(ws, fixture, args.jobs), 3))
+                print(f"  {'orch sync (no-op, median of 3)':<36} {noops[-1]:7.2f} s", flush=True)
+            else:
+                timed_cold(contender, base / "peer")
+    version = process_wall_time([sys.executable, "-m", "orchestrator", "--version"], 10)
+    interpreter = process_wall_time([sys.executable, "-c", "pass"], 10)
+    noop = statistics.median(noops)
+    print(f"results (medians of {args.repeat} rounds; load average now "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs):")
+    for contender in contenders:
+        print(f"  {contender.label:<36} {statistics.median(contender.times):7.2f} s")
+    ratio_loop = median_ratio(orch.times, loop.times)
+    for peer in peers:
+        ratios = ", ".join(f"{o / t:.2f}x" for o, t in zip(orch.times, peer.times, strict=True))
+        ratio = median_ratio(orch.times, peer.times)
+        print(f"  orch cold / {peer.label:<32} {ratio:5.2f}x  (rounds: {ratios})")
+    print(f"  no-op re-sync                           {noop:5.2f} s  (target < 0.30 s)")
+    print(f"  orch --version                          {version:5.2f} s  (target < 0.15 s; "
+          f"`python -c pass` {interpreter:.2f} s)")
+    print(f"  cold / plain loop                       {ratio_loop:5.2f}x  (target <= 0.60x)")
+    ok = ratio_loop <= 0.6 and noop < 0.3 and version < 0.15
+    print("  PASS" if ok else "  MISSED TARGET")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
