@@ -20,17 +20,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from rich.console import Console
 from rich.errors import MarkupError
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.segment import Segment
-from rich.table import Table
 
 from orchestrator.errors import OrchError
 from orchestrator.sanitize import terminal_text
+
+if TYPE_CHECKING:  # imported when used: a quiet or plain-text run never loads them
+    from rich.progress import Progress
+    from rich.table import Table
 
 
 class SafeConsole(Console):
@@ -299,6 +301,8 @@ class UI:
                 plain.stop.set()
                 beater.join(timeout=1.0)
         else:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
             progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),

@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from git.exc import GitCommandError
 
 from orchestrator.cli import main
 from orchestrator.errors import InfraError
 from orchestrator.workspace import gitops, transport
+from orchestrator.workspace.gitops import GitError
 from tests.support.git import Upstream, git, make_upstream
 
 
@@ -183,7 +183,7 @@ def test_manifest_source_url_is_checked(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_a_url_that_looks_like_an_option_is_never_read_as_one(tmp_path: Path) -> None:
-    with pytest.raises(GitCommandError) as exc:
+    with pytest.raises(GitError) as exc:
         gitops.clone("--upload-pack=touch PWNED", tmp_path / "dest", what="t")
     # git took it as the repository to clone (after --), not as an option
     assert "repository '--upload-pack=touch PWNED' does not exist" in str(exc.value.stderr)

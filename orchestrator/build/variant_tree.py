@@ -112,7 +112,7 @@ def _git(directory: Path, *args: str) -> str:
     """``git ARGS`` in ``directory``; an :class:`InfraError` naming the command when it fails."""
     try:
         return gitops.run(args, cwd=directory)
-    except git.GitCommandError as exc:
+    except gitops.GitError as exc:
         raise InfraError(f"git {' '.join(args[:2])} in {directory} failed: "
                          f"{gitops.stderr_of(exc)[:300]}") from None
 
@@ -219,7 +219,7 @@ def _save_user_work(base: Path, path: str, pinned: str, warn: Warn | None) -> No
         ref = layout.variant_backup_ref(base.name, path, stamp)
         gitops.backup_work(git_dir, directory, head=head, dirty=bool(modified or untracked), ref=ref,
                            message=f"orch variant {base.name} backup {stamp}", stash=False)
-    except (InfraError, git.GitError) as exc:
+    except (InfraError, gitops.GitError, git.GitError) as exc:
         raise WorkspaceError(f"{directory}: could not back up your work there before resetting it: "
                              f"{exc}", hint="save it yourself, then build again") from None
     if warn is not None:

@@ -6,16 +6,18 @@ sets ``func`` on its parser to a handler ``(args, ui) -> exit code``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator import __version__
-from orchestrator.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, OrchError
+
+if TYPE_CHECKING:  # `orch --version` imports neither
+    import argparse
 
 # command -> the module under orchestrator.cli that registers it, imported only when needed:
 # `orch --version` and `orch sync` do not pay for Docker, QEMU or dask imports
@@ -44,6 +46,8 @@ def wanted_command(argv: Sequence[str]) -> str | None:
 def common_options() -> argparse.ArgumentParser:
     """Options every command takes, before or after its name (``orch --json status`` or
     ``orch status --json``)."""
+    import argparse
+
     common = argparse.ArgumentParser(add_help=False)
     s = argparse.SUPPRESS
     common.add_argument("-w", "--workspace", metavar="DIR", default=s,
@@ -58,6 +62,8 @@ def common_options() -> argparse.ArgumentParser:
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; with ``argv`` naming a command, only that command's module is imported."""
+    import argparse
+
     common = common_options()
     parser = argparse.ArgumentParser(
         prog="orch",
@@ -84,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--version" in words and wanted_command(words) is None:
         print(f"orch {__version__}")  # before any import: start-up is the whole cost
         return 0
+    from orchestrator.errors import EXIT_INTERRUPTED
+
     args: argparse.Namespace | None = None
     try:
         from orchestrator.workspace import gitops
@@ -100,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from orchestrator.errors import EXIT_INTERRUPTED, EXIT_OK, OrchError
     from orchestrator.ui import UI
 
     ui = UI.create(
@@ -129,6 +138,8 @@ def _run(args: argparse.Namespace) -> int:
 def _stdout_closed() -> int:
     """The reader went away (``orch status | head``): exit 0 quietly. stdout is pointed at
     /dev/null so the interpreter's last flush does not fail again."""
+    from orchestrator.errors import EXIT_OK
+
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
@@ -140,6 +151,7 @@ def _internal_error(error: Exception, args: argparse.Namespace | None, argv: lis
     raises: whatever fails here (a read-only disk, a closed stderr) still ends in 128."""
     from orchestrator.cli.common import workspace_root
     from orchestrator.cli.crash import one_line, write_traceback
+    from orchestrator.errors import EXIT_INTERNAL
 
     root: Path | None = None
     if args is not None:

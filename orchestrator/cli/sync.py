@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
-from rich.table import Table
 
 from orchestrator import layout
 from orchestrator.cli.common import add_manifest_options, workspace_root
@@ -15,6 +14,9 @@ from orchestrator.errors import InputError
 from orchestrator.ui import UI
 from orchestrator.workspace.manifest import parse_groups
 from orchestrator.workspace.sync import ManifestSource, SyncReport, Workspace, parse_sparse, requested_source
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -42,8 +44,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sparse", action="append", default=[], metavar="PATH",
                         help="check project PATH out in full again (repeatable)")
     parser.add_argument("--partial-clone", action=argparse.BooleanOptionalAction, default=None,
-                        help="clone new projects with --filter=blob:none (commits and trees only; blobs "
-                        "are fetched when checked out). Remembered")
+                        help="clone new projects with --filter=blob:none (every commit and tree; blobs "
+                        "are fetched when checked out). Default: partial from a server (any URL, file:// "
+                        "too), full from a local path. Remembered")
     parser.set_defaults(func=handle)
 
 
@@ -55,6 +58,8 @@ def manifest_source(args: argparse.Namespace, ws: Workspace) -> ManifestSource |
 def report_table(report: SyncReport) -> Table | str:
     if report.nothing_to_do:
         return f"nothing to do: {len(report.projects)} projects already at their pinned revisions"
+    from rich.table import Table
+
     table = Table("project", "action", "revision", "note", box=None, pad_edge=False)
     for p in report.projects:
         if p.action != "unchanged":

@@ -19,12 +19,11 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from git.exc import GitCommandError
-
 from orchestrator.errors import InfraError
 from orchestrator.upstream import style
 from orchestrator.upstream.series import Chain, Commit, ProjectSeries, touched_files
 from orchestrator.upstream.tools import GITLINT, REUSE, Toolset
+from orchestrator.workspace import gitops
 
 CHECKS = ("gitlint", "dco", "whitespace", "style", "license", "shell")
 OK, FAILED, NOT_APPLICABLE = "ok", "failed", "n/a"
@@ -125,7 +124,7 @@ def _gitlint_config(series: ProjectSeries, toolset: Toolset) -> Path:
     """The repository's own ``.gitlint`` (as of the series' tip) if it has one, else seL4_tools'."""
     try:
         own = series.git("show", f"{series.tip}:.gitlint")
-    except GitCommandError:
+    except gitops.GitError:
         return toolset.gitlint_config
     path = series.directory.parent / f".gitlint-{series.directory.name}"
     path.write_text(own + "\n", encoding="utf-8")

@@ -17,8 +17,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from git.exc import GitCommandError
-
 from orchestrator import layout
 from orchestrator.errors import InputError
 from orchestrator.patchset import apply as patchsets
@@ -96,7 +94,7 @@ def _remake(series: ProjectSeries, commit: Commit, onto: str, toolset: Toolset, 
         f.write(diff)
     try:
         series.git("apply", "--index", "--whitespace=fix", "--3way", f.name)
-    except GitCommandError as error:
+    except gitops.GitError as error:
         series.git("reset", "--quiet", "--hard")
         raise InputError(
             f"{series.project}: after fixing the commits before it, {commit.short} '{commit.subject}' "

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from git.exc import GitCommandError
 from rich.markup import escape
 from rich.table import Table
 
@@ -231,7 +230,7 @@ def _rebase(series: ProjectSeries, onto: str) -> tuple[str | None, Conflict | No
     try:
         series.git("rebase", "--quiet", "--onto", onto, series.base)
         return series.git("rev-parse", "HEAD"), None
-    except GitCommandError:
+    except gitops.GitError:
         git_dir = series.directory / ".git"
         stopped = (git_dir / "rebase-merge" / "stopped-sha").read_text().strip() \
             if (git_dir / "rebase-merge" / "stopped-sha").is_file() else \
@@ -349,7 +348,7 @@ def _keep_branch(ws: Workspace, series: ProjectSeries, branch: str, sha: str) ->
     try:
         gitops.run(["fetch", "--quiet", "--no-tags", "--", str(series.directory), f"+{_OUT_REF}:{ref}"],
                    git_dir=git_dir)
-    except GitCommandError as error:
+    except gitops.GitError as error:
         raise InfraError(f"{series.project}: cannot write {branch}: {gitops.stderr_of(error)}") from None
 
 
@@ -373,7 +372,7 @@ def _push(ws: Workspace, project: PreparedProject) -> None:
     try:
         gitops.run_network(["push", "--quiet", "--force", "--", project.fork_url, f"{ref}:{ref}"],
                            git_dir=ws.git_dir(project.project), what=project.project)
-    except GitCommandError as error:
+    except gitops.GitError as error:
         raise InfraError(f"{project.project}: push to {project.fork_url} failed: {gitops.stderr_of(error)}",
                          hint="the branch and the PR body are written; push again with "
                               "`orch upstream prepare` once the fork is reachable") from None

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from git.exc import GitCommandError
-
 from orchestrator import layout
 from orchestrator.errors import InfraError, OrchError
 from orchestrator.patchset import apply as patchsets
@@ -164,7 +162,7 @@ def _clone(checkout: ProjectCheckout, scratch: Path) -> ProjectCheckout:
         for option in gitops.identity_config(target / ".git"):
             key, value = option.split("=", 1)
             gitops.run(["config", key, value], cwd=target)
-    except GitCommandError as error:
+    except gitops.GitError as error:
         raise InfraError(f"{checkout.path}: cannot make a scratch clone: {gitops.stderr_of(error)}") from None
     return ProjectCheckout(checkout.path, target, checkout.pinned)
 

@@ -1,5 +1,7 @@
-"""Small git helpers over gitpython's command runner, for repositories whose git directory is
-kept apart from the checkout (``.orch/projects/<path>.git`` + a ``.git`` gitfile).
+"""Small git helpers (plain ``git`` subprocesses, no library: ``orch sync`` starts fast) for
+repositories whose git directory is kept apart from the checkout
+(``.orch/projects/<path>.git`` + a ``.git`` gitfile). A git command that fails raises
+:class:`GitError`.
 
 Everything runs ``git --git-dir=...`` explicitly so the helpers work the same on the
 workspace's checkouts and on ``git worktree`` checkouts made from the same git directory.
@@ -18,9 +20,6 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
-
-import git
-from git.exc import GitCommandError
 
 from orchestrator.errors import InfraError
 from orchestrator.workspace import transport
@@ -49,24 +48,39 @@ def drop_repository_env(environ: MutableMapping[str, str]) -> list[str]:
     return [name for name in REPOSITORY_ENV if environ.pop(name, None) is not None]
 
 
+class GitError(Exception):
+    """A git command exited non-zero: the command, its exit status and its output."""
+
+    def __init__(self, command: Sequence[str], status: int | None, stderr: str = "",
+                 stdout: str = "") -> None:
+        self.command = list(command)
+        self.status = status
+        self.stderr = stderr
+        self.stdout = stdout
+        detail = stderr.strip() or stdout.strip()
+        super().__init__(f"git {' '.join(self.command[1:])[:200]} exited {status}"
+                         + (f": {detail[:500]}" if detail else ""))
+
+
+# what GitPython gave every git process, kept so messages orch matches stay in English
+_LOCALE = {"LANGUAGE": "C", "LC_ALL": "C"}
+
+
 class MissingRevision(Exception):
     """The remote answered, but has no such branch, tag or object."""
 
 
 def run(args: Sequence[str], *, git_dir: Path | None = None, cwd: Path | None = None,
         config: Sequence[str] = (), stdin: str | None = None, env: Mapping[str, str] | None = None) -> str:
-    """Run one git command and return its stdout (stripped of the trailing newline); ``env`` is
-    added to the environment."""
+    """Run one git command and return its stdout (less one trailing newline); ``env`` is added
+    to the environment. :class:`GitError` when git exits non-zero."""
     command = _command(args, git_dir, config)
-    extra = {**transport.git_environment(), **(env or {})}
-    if stdin is not None or env is not None:
-        proc = subprocess.run(command, cwd=cwd, input=stdin, capture_output=True, text=True,
-                              env={**os.environ, **extra})
-        if proc.returncode != 0:
-            raise GitCommandError(command, proc.returncode, proc.stderr, proc.stdout)
-        return proc.stdout.rstrip("\n")
-    output = git.Git(str(cwd) if cwd else None).execute(command, strip_newline_in_stdout=True, env=extra)
-    return output if isinstance(output, str) else ""
+    proc = subprocess.run(command, cwd=cwd, input=stdin, capture_output=True, encoding="utf-8",
+                          errors="surrogateescape", stdin=None if stdin is not None else subprocess.DEVNULL,
+                          env={**os.environ, **_LOCALE, **transport.git_environment(), **(env or {})})
+    if proc.returncode != 0:
+        raise GitError(command, proc.returncode, proc.stderr, proc.stdout)
+    return proc.stdout.removesuffix("\n")
 
 
 def _command(args: Sequence[str], git_dir: Path | None, config: Sequence[str]) -> list[str]:
@@ -85,7 +99,7 @@ def run_network(args: Sequence[str], *, what: str, git_dir: Path | None = None, 
     killed with everything it started after :func:`transport.network_timeout` seconds
     (:class:`InfraError`). Callers put ``--`` before every URL and path in ``args``."""
     command = _command(args, git_dir, transport.STALL_CONFIG)
-    env = {**os.environ, **transport.git_environment(submodules=submodules)}
+    env = {**os.environ, **_LOCALE, **transport.git_environment(submodules=submodules)}
     timeout = transport.network_timeout()
     with subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
@@ -99,7 +113,7 @@ def run_network(args: Sequence[str], *, what: str, git_dir: Path | None = None, 
             _kill_group(proc)
             raise
     if proc.returncode != 0:
-        raise GitCommandError(command, proc.returncode, err, out)
+        raise GitError(command, proc.returncode, err, out)
     return out.rstrip("\n")
 
 
@@ -113,15 +127,18 @@ def try_run(args: Sequence[str], *, git_dir: Path | None = None, cwd: Path | Non
     """Like :func:`run`, but ``None`` when git exits non-zero."""
     try:
         return run(args, git_dir=git_dir, cwd=cwd)
-    except GitCommandError:
+    except GitError:
         return None
 
 
-def stderr_of(error: GitCommandError) -> str:
-    """The one line of a failed git command worth showing: its first ``fatal:``/``error:``
-    line, else its first line of output (stderr, then stdout), never a ``hint:``."""
-    text = str(error.stderr or error.stdout or "")
-    text = text.strip().removeprefix("stderr:").strip().strip("'").strip()
+def stderr_of(error: Exception) -> str:
+    """The one line of a failed git command (a :class:`GitError`, or GitPython's error, whose
+    output is quoted) worth showing: its first ``fatal:``/``error:`` line, else its first line
+    of output (stderr, then stdout), never a ``hint:``."""
+    text = str(getattr(error, "stderr", "") or getattr(error, "stdout", "") or "")
+    text = text.strip()
+    if text.startswith(("stderr:", "stdout:")):  # GitPython's form: stderr: '...'
+        text = text.removeprefix("stderr:").removeprefix("stdout:").strip().strip("'").strip()
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("hint:")]
     fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
     return (fatal or lines or ["git failed"])[0].removeprefix("stderr: ")
@@ -136,7 +153,7 @@ def fetch(git_dir: Path, source: str, refspecs: Sequence[str], *, what: str, dep
     try:
         run_network(["fetch", "--quiet", "--no-write-fetch-head", *options, "--", source, *refspecs],
                     git_dir=git_dir, what=what)
-    except GitCommandError as error:
+    except GitError as error:
         message = stderr_of(error)
         full = str(error.stderr)
         if _MISSING_REF.search(full):
@@ -146,11 +163,13 @@ def fetch(git_dir: Path, source: str, refspecs: Sequence[str], *, what: str, dep
 
 
 def clone(source: str, dest: Path, *, what: str, shared: bool = False, depth: int | None = None,
-          tags: bool = True, blobless: bool = False) -> None:
-    """``git clone --no-checkout source dest`` (``GitCommandError`` on failure). With ``depth``
+          tags: bool = True, blobless: bool = False, branch: str | None = None) -> None:
+    """``git clone --no-checkout source dest`` (:class:`GitError` on failure). With ``depth``
     a shallow clone of every branch; a local path becomes a ``file://`` URL then, because git
     ignores ``--depth`` (and ``--filter``) for plain local paths. ``blobless``: a partial clone
-    (``--filter=blob:none``: every commit and tree, blobs fetched when checked out)."""
+    (``--filter=blob:none``: every commit and tree, blobs fetched when checked out).
+    ``branch``: only that branch's history and the tags in it (:class:`MissingRevision` when
+    the server has no such branch); later fetches still see every branch."""
     options = ["--shared"] if shared else []
     if blobless:
         options.append("--filter=blob:none")
@@ -160,9 +179,18 @@ def clone(source: str, dest: Path, *, what: str, shared: bool = False, depth: in
         options += [f"--depth={depth}", "--no-single-branch"]
         if transport.transport_of(source) == "file" and not source.startswith("file://"):
             source = Path(source).resolve().as_uri()
+    elif branch:
+        options += ["--single-branch", f"--branch={branch}"]
     if not tags:
         options.append("--no-tags")
-    run_network(["clone", "--quiet", "--no-checkout", *options, "--", source, str(dest)], what=what)
+    try:
+        run_network(["clone", "--quiet", "--no-checkout", *options, "--", source, str(dest)], what=what)
+    except GitError as error:
+        if branch and not depth and _MISSING_REF.search(str(error.stderr)):
+            raise MissingRevision(stderr_of(error)) from None
+        raise
+    if branch and not depth:
+        run(["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], git_dir=dest / ".git")
 
 
 def update_submodules(git_dir: Path, checkout: Path, *, what: str) -> None:
@@ -172,7 +200,7 @@ def update_submodules(git_dir: Path, checkout: Path, *, what: str) -> None:
     try:
         run_network([f"--work-tree={checkout}", "submodule", "--quiet", "update", "--init", "--recursive",
                      "--checkout"], git_dir=git_dir, cwd=checkout, what=what, submodules=True)
-    except GitCommandError as error:
+    except GitError as error:
         raise InfraError(f"{what}: checking out its submodules failed: {stderr_of(error)}",
                          hint=f"submodules may use {', '.join(transport.allowed_transports(submodules=True))}"
                               f" (more with {transport.EXTEND_ENV})") from None

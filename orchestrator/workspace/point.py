@@ -20,8 +20,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from git.exc import GitCommandError
-
 from orchestrator import layout
 from orchestrator.errors import InfraError, InputError
 from orchestrator.workspace import gitops
@@ -207,7 +205,7 @@ def _clone_bare(workspace: Workspace, pin: Pin, git_dir: Path) -> None:
                     str(mirror or pin.url), str(partial)])
         if mirror:
             gitops.run(["remote", "set-url", "origin", pin.url], cwd=partial)
-    except GitCommandError as error:
+    except gitops.GitError as error:
         shutil.rmtree(partial, ignore_errors=True)
         raise InfraError(f"{pin.path}: cloning {pin.url} failed: {gitops.stderr_of(error)}",
                          hint="check the URL and your network, or use --mirror DIR") from None

@@ -142,8 +142,10 @@ class WorkspaceState:
     sparse: dict[str, list[str]] = field(default_factory=dict)
     """``--sparse`` as given so far (path -> directories), remembered for later syncs; each
     project's record says what it was checked out with (``[sparse]`` in config.toml too)."""
-    partial_clone: bool = False
-    """New clones fetch commits and trees only (``--filter=blob:none``); blobs come on demand."""
+    partial_clone: bool | None = None
+    """``True``: new clones fetch commits and trees only (``--filter=blob:none``), blobs come on
+    demand; ``False``: full clones; ``None`` (the default): partial for projects fetched from a
+    server (any URL, ``file://`` too), full for plain local paths (git hard-links those)."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WorkspaceState:
@@ -152,7 +154,11 @@ class WorkspaceState:
         projects = {k: ProjectRecord(**v) for k, v in data.get("projects", {}).items()}
         return cls(ManifestRecord(**m), projects, data.get("synced_at"), data.get("version", STATE_VERSION),
                    dict(data.get("failed", {})), {k: list(v) for k, v in data.get("sparse", {}).items()},
-                   bool(data.get("partial_clone", False)))
+                   _optional_bool(data.get("partial_clone")))
+
+
+def _optional_bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
 
 
 def load_state(root: Path) -> WorkspaceState | None:

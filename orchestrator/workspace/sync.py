@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from git.exc import GitCommandError
-
 from orchestrator import layout
 from orchestrator.errors import (
     EXIT_CANNOT_TEST,
@@ -42,7 +40,7 @@ from orchestrator.errors import (
 from orchestrator.layout import CHECKOUT_JOURNAL as JOURNAL
 from orchestrator.layout import ORCH_DIR, PINNED_REF, STATE_FILE
 from orchestrator.ui import NULL_TRACKER, Tracker
-from orchestrator.workspace import gitops
+from orchestrator.workspace import gitops, transport
 from orchestrator.workspace.manifest import FileLink, Manifest, Project, Remote, is_sha, load_manifest, to_xml
 from orchestrator.workspace.state import (
     ManifestRecord,
@@ -154,6 +152,33 @@ def find_mirror(mirror: Path | None, name: str) -> Path | None:
     return None
 
 
+def wants_blobless(partial: bool | None, url: str, depth: int | None) -> bool:
+    """Whether a new clone of ``url`` is partial (``--filter=blob:none``): as asked, or by
+    default when it comes from a server (a URL, ``file://`` included) and is not shallow. A
+    plain local path is cloned in full by default: git hard-links it, which beats any filter."""
+    if partial is not None:
+        return partial
+    if depth is not None:
+        return False
+    return transport.transport_of(url) != "file" or url.lower().startswith("file://")
+
+
+def clone_branch(project: Project) -> str | None:
+    """The one branch a new clone fetches, the history the pin lies on: ``upstream``, else the
+    revision when it names a branch or tag. ``None`` (everything) for a SHA without upstream,
+    an abbreviated SHA, or a ref outside ``refs/heads/``."""
+    for candidate in (project.upstream, None if is_sha(project.revision) else project.revision):
+        if not candidate:
+            continue
+        if candidate.startswith("refs/heads/"):
+            return candidate.removeprefix("refs/heads/")
+        if candidate.startswith(("refs/", "-")) or _HEX_PREFIX.match(candidate) \
+                or set("~^:@{") & set(candidate):
+            return None
+        return candidate
+    return None
+
+
 def _ref_candidates(revision: str) -> list[tuple[str, str]]:
     """(remote ref, local ref) pairs a non-SHA revision may name, in repo's order."""
     if revision.startswith("refs/heads/"):
@@ -245,7 +270,7 @@ class _Context:
     previous: dict[str, ProjectRecord]
     stamp: str
     sparse: dict[str, list[str]] = field(default_factory=dict)
-    partial_clone: bool = False
+    partial_clone: bool | None = None  # None: partial from servers, full from local paths
     nested: dict[str, list[str]] = field(default_factory=dict)  # path -> projects inside it
 
 
@@ -496,7 +521,8 @@ class Workspace:
                 self.save_state(early)  # so the next sync reuses the new source even if this one dies
             remembered = self._remembered_sparse(manifest, previous, sparse or {}, no_sparse)
             wanted_sparse = self._effective_sparse(manifest, remembered)
-            partial = bool(previous and previous.partial_clone) if partial_clone is None else partial_clone
+            partial = partial_clone if partial_clone is not None else (
+                previous.partial_clone if previous else None)
             context = _Context(mirror, force, old_projects, datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ"),
                                wanted_sparse, partial,
                                nested_projects([p.path for p in manifest.projects]))
@@ -611,7 +637,7 @@ class Workspace:
             reason = error.message + (f" (hint: {error.hint})" if error.hint else "")
             return ProjectResult(project.path, project.name, "failed", reason=reason,
                                  exit_code=error.exit_code)
-        except GitCommandError as error:
+        except gitops.GitError as error:
             return ProjectResult(project.path, project.name, "failed", reason=gitops.stderr_of(error),
                                  exit_code=EXIT_CANNOT_TEST)
 
@@ -674,30 +700,39 @@ class Workspace:
         return result
 
     def _clone_into(self, git_dir: Path, source: str, *, shared: bool, what: str, depth: int | None = None,
-                    tags: bool = True, blobless: bool = False) -> Path:
+                    tags: bool = True, blobless: bool = False, branch: str | None = None) -> Path:
         """Clone ``source`` without a checkout into ``<git_dir>.partial``, then rename its git
         directory into place: a git dir either exists complete or not at all. ``blobless``: a
         partial clone (``--filter=blob:none``; a local path goes through git's transport so
-        the filter applies)."""
+        the filter applies). ``branch``: fetch only that branch's history (and the tags in it);
+        if the server has no such branch, everything, as without it."""
         partial = git_dir.with_name(git_dir.name + ".partial-clone")
         shutil.rmtree(partial, ignore_errors=True)
         partial.parent.mkdir(parents=True, exist_ok=True)
         try:
-            gitops.clone(source, partial, what=what, shared=shared, depth=depth, tags=tags, blobless=blobless)
-        except GitCommandError as error:
+            try:
+                gitops.clone(source, partial, what=what, shared=shared, depth=depth, tags=tags,
+                             blobless=blobless, branch=branch)
+            except gitops.MissingRevision:
+                shutil.rmtree(partial, ignore_errors=True)
+                gitops.clone(source, partial, what=what, shared=shared, depth=depth, tags=tags,
+                             blobless=blobless)
+        except gitops.GitError as error:
             shutil.rmtree(partial, ignore_errors=True)
             raise clone_failure(what, source, error) from None
         os.rename(partial / ".git", git_dir)
         shutil.rmtree(partial, ignore_errors=True)
         return git_dir
 
-    def _clone_project(self, project: Project, git_dir: Path, mirror: Path | None, *, partial: bool) -> str:
+    def _clone_project(self, project: Project, git_dir: Path, mirror: Path | None, *,
+                       partial: bool | None) -> str:
         staging = git_dir.with_name(git_dir.name + ".partial")  # the not-yet-renamed git dir
         shutil.rmtree(staging, ignore_errors=True)
         depth = None if mirror else project.clone_depth  # a mirror is local: nothing to save
         self._clone_into(staging, str(mirror) if mirror else project.url, shared=mirror is not None,
                          what=project.where, depth=depth, tags=project.sync_tags,
-                         blobless=partial and mirror is None)
+                         blobless=mirror is None and wants_blobless(partial, project.url, depth),
+                         branch=None if mirror or depth else clone_branch(project))
         try:
             if mirror is not None:
                 gitops.run(["remote", "set-url", "--", "origin", project.url], git_dir=staging)
@@ -738,7 +773,7 @@ class Workspace:
         if remake_index and (git_dir / "index").is_file():
             # a checkout that failed half-way (say, on a blob the repository lacks) left a full
             # index: narrow it first, so what lies outside the sparse set is no "change" to keep
-            with contextlib.suppress(GitCommandError):
+            with contextlib.suppress(gitops.GitError):
                 set_sparse(git_dir, checkout, sparse)
         problems: list[str] = []
         modified = untracked = 0
@@ -881,7 +916,7 @@ class Workspace:
         row.at_pinned = row.head == record.sha
         try:
             row.modified, row.untracked = gitops.worktree_changes(git_dir, checkout)
-        except GitCommandError as error:
+        except gitops.GitError as error:
             row.problems.append(gitops.stderr_of(error))
         row.dirty = bool(row.modified or row.untracked)
         if row.head and not row.at_pinned:
@@ -1003,7 +1038,7 @@ def _gitfile_points_at(gitfile: Path, git_dir: Path) -> bool:
     return (gitfile.parent / target).resolve() == git_dir.resolve()
 
 
-def clone_failure(what: str, source: str, error: GitCommandError) -> OrchError:
+def clone_failure(what: str, source: str, error: gitops.GitError) -> OrchError:
     return InfraError(f"{what}: cloning {source} failed: {gitops.stderr_of(error)}",
                       hint="check the URL and your network, or use --mirror DIR")
 
