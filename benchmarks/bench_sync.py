@@ -6,9 +6,10 @@ Builds, in a temporary directory, 11 bare repositories shaped like the camkes-vm
 commit editing a few blocks of lines in a few files, a tag every 100 commits; written with
 `git fast-import`, packed with bitmaps as a server keeps them), served over ``file://`` URLs
 (upload-pack and pack-objects run as for a server, unlike a plain path, which git copies or
-hard-links), and a manifest repository holding ``default.xml`` (relative remotes,
-``fetch="."``, each project pinned to a SHA below its branch tip) and an equivalent
-``west.yml``. Then times, in rounds whose order rotates (the machine and its disk drift):
+hard-links; they answer partial clones, as GitHub and Gerrit do), and a manifest repository
+holding ``default.xml`` (a relative remote, ``fetch="."``, each project pinned to a SHA below
+its branch tip) and an equivalent ``west.yml``. Then times, in rounds whose order rotates
+(the machine and its disk drift):
 
   * the plain loop: ``git clone URL DIR && git -C DIR checkout SHA``, one project after another
   * ``orch sync -j N -m MANIFEST_URL`` into an empty workspace (cold), then again (no-op)
@@ -16,8 +17,10 @@ hard-links), and a manifest repository holding ``default.xml`` (relative remotes
   * ``west init -m MANIFEST_URL && west update``, when ``west`` is installed
 
 and ``orch --version`` and the no-op sync as whole processes (wall time from outside), and
-prints the median per-round ratio of orch's cold sync against each peer. Targets: cold at
-most 0.6x the plain loop, no-op under 0.3 s, ``orch --version`` under 0.15 s.
+prints the median per-round ratio of orch's cold sync against each peer, in wall time and in
+CPU time (user + system of every process a contender ran, git's server side included: on a
+shared machine it drifts less). orch is byte-compiled first, as ``pip install`` does.
+Targets: cold at most 0.6x the plain loop, no-op under 0.3 s, ``orch --version`` under 0.15 s.
 
 ``repo`` is looked up on PATH (or ``--repo PATH``); it fetches its own code at ``repo init``,
 from ``--repo-url URL`` (e.g. a local clone of git-repo, ``file://...``, to run offline).
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -236,9 +240,9 @@ def plain_loop(fixture: Fixture, dest: Path) -> None:
         run_quiet(["git", "-C", str(target), "checkout", "-q", sha])
 
 
-def orch_command(ws: Path, fixture: Fixture, jobs: int) -> list[str]:
+def orch_command(ws: Path, fixture: Fixture, jobs: int, extra: Sequence[str] = ()) -> list[str]:
     return [sys.executable, "-m", "orchestrator", "sync", "-q", "-w", str(ws), "-m", fixture.manifest_url,
-            "-j", str(jobs)]
+            "-j", str(jobs), *extra]
 
 
 def repo_sync(launcher: str, repo_url: str | None, fixture: Fixture, ws: Path, jobs: int) -> None:
@@ -259,21 +263,27 @@ def west_update(west: str, fixture: Fixture, ws: Path) -> None:
 class Contender:
     label: str
     run: Callable[[Path], None]
-    times: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # wall seconds per round
+    cpu: list[float] = field(default_factory=list)  # user + system seconds of all its processes
 
 
-def timed_cold(contender: Contender, dest: Path) -> float:
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_cold(contender: Contender, dest: Path) -> None:
     """Time one cold run into an empty ``dest``, after flushing dirty pages (so the previous
-    run's writeback is not billed to this one)."""
+    run's writeback is not billed to this one). CPU time is summed over every process it ran
+    (git's server side too, on file://): on a shared machine it drifts less than wall time."""
     shutil.rmtree(dest, ignore_errors=True)
     os.sync()
-    start = time.perf_counter()
+    cpu, start = children_cpu(), time.perf_counter()
     contender.run(dest)
-    elapsed = time.perf_counter() - start
-    contender.times.append(elapsed)
-    print(f"  {contender.label:<36} {elapsed:7.2f} s", flush=True)
-    shutil.rmtree(dest, ignore_errors=True)
-    return elapsed
+    contender.times.append(time.perf_counter() - start)
+    contender.cpu.append(children_cpu() - cpu)
+    print(f"  {contender.label:<36} {contender.times[-1]:7.2f} s  (cpu {contender.cpu[-1]:6.2f} s)",
+          flush=True)
 
 
 def process_wall_time(command: Sequence[str], runs: int) -> float:
@@ -305,6 +315,8 @@ def main() -> int:
     parser.add_argument("--repo", help="the repo launcher (default: `repo` on PATH)")
     parser.add_argument("--repo-url", help="where `repo init` gets repo's own code (--repo-url)")
     parser.add_argument("--no-peers", action="store_true", help="time only orch and the plain loop")
+    parser.add_argument("--orch-option", action="append", default=[], metavar="OPTION",
+                        help="pass OPTION to the cold orch sync too, e.g. --orch-option=--no-partial-clone")
     parser.add_argument("--server", type=Path, help="time these bare repositories (NAME.git) instead")
     parser.add_argument("--keep", type=Path, help="build in (and keep) this directory")
     args = parser.parse_args()
@@ -329,10 +341,21 @@ def main() -> int:
             shutil.rmtree(base, ignore_errors=True)
 
 
+def byte_compile_orch() -> None:
+    """Byte-compile orch as ``pip install`` does: run from a source tree with
+    ``PYTHONDONTWRITEBYTECODE`` set, every start would compile it all again."""
+    where = subprocess.run([sys.executable, "-c", "import orchestrator; print(orchestrator.__file__)"],
+                           check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(where).parent)], check=True,
+                   stdout=subprocess.DEVNULL, env={k: v for k, v in os.environ.items()
+                                                   if k != "PYTHONDONTWRITEBYTECODE"})
+
+
 def compare(fixture: Fixture, base: Path, args: argparse.Namespace) -> int:
+    byte_compile_orch()
     ws = base / "ws"
     orch = Contender(f"orch sync -j{args.jobs} (cold)",
-                     lambda dest: run_quiet(orch_command(dest, fixture, args.jobs)))
+                     lambda dest: run_quiet(orch_command(dest, fixture, args.jobs, args.orch_option)))
     loop = Contender("plain git clone + checkout loop", lambda dest: plain_loop(fixture, dest))
     peers = [loop]
     launcher = None if args.no_peers else find_repo_launcher(args.repo)
@@ -353,28 +376,26 @@ def compare(fixture: Fixture, base: Path, args: argparse.Namespace) -> int:
         shift = round_ % len(contenders)
         for contender in contenders[shift:] + contenders[:shift]:
             if contender is orch:
-                shutil.rmtree(ws, ignore_errors=True)
-                os.sync()
-                start = time.perf_counter()
-                run_quiet(orch_command(ws, fixture, args.jobs))
-                orch.times.append(time.perf_counter() - start)
-                print(f"  {orch.label:<36} {orch.times[-1]:7.2f} s", flush=True)
+                timed_cold(orch, ws)
                 noops.append(process_wall_time(orch_command(ws, fixture, args.jobs), 3))
                 print(f"  {'orch sync (no-op, median of 3)':<36} {noops[-1]:7.2f} s", flush=True)
             else:
                 timed_cold(contender, base / "peer")
+                shutil.rmtree(base / "peer", ignore_errors=True)
     version = process_wall_time([sys.executable, "-m", "orchestrator", "--version"], 10)
     interpreter = process_wall_time([sys.executable, "-c", "pass"], 10)
     noop = statistics.median(noops)
     print(f"results (medians of {args.repeat} rounds; load average now "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs):")
     for contender in contenders:
-        print(f"  {contender.label:<36} {statistics.median(contender.times):7.2f} s")
+        print(f"  {contender.label:<36} {statistics.median(contender.times):7.2f} s  "
+              f"(cpu {statistics.median(contender.cpu):6.2f} s)")
     ratio_loop = median_ratio(orch.times, loop.times)
     for peer in peers:
         ratios = ", ".join(f"{o / t:.2f}x" for o, t in zip(orch.times, peer.times, strict=True))
         ratio = median_ratio(orch.times, peer.times)
-        print(f"  orch cold / {peer.label:<32} {ratio:5.2f}x  (rounds: {ratios})")
+        print(f"  orch cold / {peer.label:<32} {ratio:5.2f}x  (rounds: {ratios}; "
+              f"cpu {median_ratio(orch.cpu, peer.cpu):.2f}x)")
     print(f"  no-op re-sync                           {noop:5.2f} s  (target < 0.30 s)")
     print(f"  orch --version                          {version:5.2f} s  (target < 0.15 s; "
           f"`python -c pass` {interpreter:.2f} s)")
