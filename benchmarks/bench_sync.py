@@ -47,6 +47,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.common import isolate
+
 # name, files at the root commit, commits: roughly the shape of the real repositories
 REPOSITORIES: tuple[tuple[str, int, int], ...] = (
     ("seL4", 1200, 900), ("seL4_libs", 700, 300), ("util_libs", 800, 300), ("musllibc", 1500, 400),
@@ -196,12 +198,11 @@ def make_manifest_repository(fixture: Fixture, work: Path) -> None:
 
 
 def serve_like_a_forge(base: Path) -> None:
-    """Let the served repositories answer partial clones (``uploadpack.allowFilter``), as
-    GitHub and Gerrit do: a global git config for every git process from here on (the
-    repositories' own config stays as it is), which includes the user's."""
-    config = base / "gitconfig"
-    config.write_text("[include]\n\tpath = ~/.gitconfig\n[uploadpack]\n\tallowFilter = true\n")
-    os.environ["GIT_CONFIG_GLOBAL"] = str(config)
+    """The tests' git set-up (no user config), and served repositories that answer partial
+    clones (``uploadpack.allowFilter``), as GitHub and Gerrit do; for every contender."""
+    isolate(base / "home")
+    with open(base / "home" / ".gitconfig", "a") as config:
+        config.write("[uploadpack]\n\tallowFilter = true\n")
 
 
 def build_fixture(base: Path, scale: float) -> Fixture:
