@@ -9,19 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
 from orchestrator.errors import EXIT_OK
 from orchestrator.workspace.manifest import Project
 from orchestrator.workspace.sync import clone_branch, wants_blobless
+from tests.support.cli import orch
 from tests.support.git import Upstream, git, make_upstream
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
-
-
-def orch(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def manifest_xml(revision: str, upstream: str = "master") -> str:
