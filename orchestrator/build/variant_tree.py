@@ -161,7 +161,7 @@ def _worktree_matches(directory: Path, source: ProjectCheckout, commit: str | No
     try:
         return _common_dir(directory) == _common_dir(source.directory) and (
             commit is None or head_commit(directory) == commit)
-    except (InfraError, git.GitError):
+    except (InfraError, gitops.GitError, git.GitError):
         return False
 
 
@@ -238,15 +238,15 @@ def _patch_branches(directory: Path) -> list[str]:
 
 def _remove_worktree(source: ProjectCheckout, directory: Path) -> None:
     if (directory / ".git").is_file():
-        with contextlib.suppress(InfraError, git.GitError):
+        with contextlib.suppress(InfraError, gitops.GitError, git.GitError):
             _drop_patch_branches(directory)
-    with contextlib.suppress(InfraError, git.GitError):
+    with contextlib.suppress(InfraError, gitops.GitError, git.GitError):
         _git(source.directory, "worktree", "remove", "--force", "--force", str(directory))
     if directory.is_symlink() or directory.is_file():
         directory.unlink()
     elif directory.exists():
         shutil.rmtree(directory)
-    with contextlib.suppress(InfraError, git.GitError):
+    with contextlib.suppress(InfraError, gitops.GitError, git.GitError):
         _git(source.directory, "worktree", "prune")
 
 
