@@ -28,6 +28,7 @@ Refs in a project's repository::
 
     refs/orch/pinned                      the SHA the last sync pinned
     refs/orch/remote/<ref>                a non-branch revision fetched by sync
+    refs/orch/remote/tags/<tag>           a tag orch's fetch or clone wrote (upstream's, not the user's)
     refs/orch/backup/<stamp>              sync --force kept HEAD here
     refs/orch/backup/variants/<variant>/<project path>/<stamp>   work found in a variant tree
     refs/heads/orch/<patchset>            an applied patchset's commits (the workspace)
@@ -212,7 +213,8 @@ def variant_backup_ref(variant: str, project: str, stamp: str) -> str:
 
 
 def remote_ref(revision: str) -> str:
-    """Where sync keeps a fetched ``refs/...`` revision that is not a branch."""
+    """Where sync keeps a fetched ``refs/...`` revision that is not a branch; for a tag
+    (``refs/tags/<tag>``) the record that orch's fetch wrote it, i.e. it is upstream's."""
     return REMOTE_REF_PREFIX + revision.removeprefix("refs/")
 
 

@@ -420,6 +420,63 @@ def test_local_commits_are_skipped_then_backed_up(server: Server, synced: Path,
     assert mine in backups
 
 
+def test_a_commit_only_a_tag_of_the_users_reaches_is_local_work(server: Server, synced: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    kernel = synced / "kernel"
+    (kernel / "mine.c").write_text("int mine;\n")
+    git(kernel, "add", "mine.c")
+    git(kernel, "commit", "-q", "-m", "my work")
+    git(kernel, "tag", "my-experiment")
+    mine = git(kernel, "rev-parse", "HEAD")
+    code, out, _ = orch(capsys, "status", "-w", str(synced), "--json")
+    assert {r["path"]: r for r in json.loads(out)}["kernel"]["local_commits"] == 1
+    move_kernel_pin(server)
+    code, report = sync_json(capsys, synced)
+    assert code == 1, report
+    reason = next(p["reason"] for p in report["projects"] if p["path"] == "kernel")
+    assert "1 local commit not upstream" in reason
+    assert git(kernel, "rev-parse", "HEAD") == mine, "the checkout stays on the user's work"
+
+
+def test_a_commit_only_an_upstream_tag_reaches_is_not_local_work(tmp_path: Path, server: Server,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # upstream tags a commit that no branch holds; the clone fetches it, the user checks it out
+    side = server.kernel.commit({"src/side.c": "int side;\n"}, "kernel: a side release", branch="side")
+    server.kernel.tag("side-1.0", side)
+    git(server.kernel.bare, "branch", "-D", "side")
+    ws = tmp_path / "ws"
+    code, report = sync_json(capsys, ws, "-m", str(server.manifest.bare))
+    assert code == 0, report
+    kernel = ws / "kernel"
+    git(kernel, "checkout", "-q", "side-1.0")
+    code, out, _ = orch(capsys, "status", "-w", str(ws), "--json")
+    assert {r["path"]: r for r in json.loads(out)}["kernel"]["local_commits"] == 0
+    new = move_kernel_pin(server)
+    code, report = sync_json(capsys, ws)
+    assert code == 0, report
+    assert git(kernel, "rev-parse", "HEAD") == new
+
+
+def test_a_tag_a_later_sync_fetches_is_upstream_too(server: Server, synced: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # after the first sync upstream tags a commit no branch holds and the manifest pins it
+    side = server.kernel.commit({"src/side.c": "int side;\n"}, "kernel: a side release", branch="side")
+    server.kernel.tag("side-1.0", side)
+    git(server.kernel.bare, "branch", "-D", "side")
+    body = default_body(server)
+    server.write_manifest(body.replace(server.kernel_pin, "refs/tags/side-1.0"))
+    code, report = sync_json(capsys, synced)
+    kernel = synced / "kernel"
+    assert code == 0 and git(kernel, "rev-parse", "HEAD") == side, report
+    server.write_manifest(body)
+    assert sync_json(capsys, synced)[0] == 0
+    git(kernel, "checkout", "-q", "side-1.0")  # the user goes back to the fetched release
+    new = move_kernel_pin(server)
+    code, report = sync_json(capsys, synced)
+    assert code == 0, report
+    assert git(kernel, "rev-parse", "HEAD") == new
+
+
 def test_commit_on_a_branch_is_not_local_work_once_pushed(server: Server, synced: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     kernel = synced / "kernel"

@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 
+from orchestrator import layout
 from orchestrator.errors import InfraError
 from orchestrator.workspace import transport
 
@@ -150,9 +151,11 @@ def fetch(git_dir: Path, source: str, refspecs: Sequence[str], *, what: str, dep
     exist there, :class:`InfraError` when the remote could not be reached. ``depth`` keeps the
     repository shallow; ``tags=False`` fetches no tags (the manifest's ``sync-tags="false"``)."""
     options = [*([f"--depth={depth}"] if depth else []), *([] if tags else ["--no-tags"])]
+    before = tag_refs(git_dir)
     try:
         run_network(["fetch", "--quiet", "--no-write-fetch-head", *options, "--", source, *refspecs],
                     git_dir=git_dir, what=what)
+        record_upstream_tags(git_dir, before)
     except GitError as error:
         message = stderr_of(error)
         full = str(error.stderr)
@@ -191,6 +194,23 @@ def clone(source: str, dest: Path, *, what: str, shared: bool = False, depth: in
         raise
     if branch and not depth:
         run(["config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*"], git_dir=dest / ".git")
+    record_upstream_tags(dest / ".git", {})
+
+
+def tag_refs(git_dir: Path) -> dict[str, str]:
+    """Every ``refs/tags/*`` ref of the repository and the object it points at."""
+    out = run(["for-each-ref", "--format=%(objectname) %(refname)", "refs/tags/"], git_dir=git_dir)
+    return {ref: sha for sha, ref in (line.split(" ", 1) for line in out.splitlines())}
+
+
+def record_upstream_tags(git_dir: Path, before: Mapping[str, str]) -> None:
+    """Note every tag a fetch or clone just wrote (new, or moved since ``before``) under
+    :func:`layout.remote_ref` (``refs/orch/remote/tags/...``): those are upstream's, while a
+    tag the user made is no such record, so the commits only it reaches stay local work."""
+    updates = "".join(f"update {layout.remote_ref(ref)} {sha}\n"
+                      for ref, sha in tag_refs(git_dir).items() if before.get(ref) != sha)
+    if updates:
+        run(["update-ref", "--stdin"], git_dir=git_dir, stdin=updates)
 
 
 def update_submodules(git_dir: Path, checkout: Path, *, what: str) -> None:
@@ -271,9 +291,12 @@ def worktree_changes(git_dir: Path, checkout: Path) -> tuple[int, int]:
 
 
 def local_commit_count(git_dir: Path, head: str, known: Sequence[str]) -> int:
-    """Commits reachable from ``head`` but from no remote branch, tag or ``known`` commit."""
+    """Commits reachable from ``head`` but from no remote branch, no tag or other revision orch
+    fetched from upstream (``refs/orch/remote/``) and no ``known`` commit. A tag the user made
+    protects nothing here: the commits only it reaches are the user's work."""
     present = [k for k in known if k and has_commit(git_dir, k)]
-    out = run(["rev-list", "--count", head, "--not", "--remotes", "--tags", *present], git_dir=git_dir)
+    out = run(["rev-list", "--count", head, "--not", "--remotes", f"--glob={layout.REMOTE_REF_PREFIX}*",
+               *present], git_dir=git_dir)
     return int(out or "0")
 
 
