@@ -74,8 +74,14 @@ def test_the_seeds_numbers() -> None:
 
 def test_frames_round_up() -> None:
     assert frames_of(4097, 4096) == 2
-    with pytest.raises(ValueError):
-        frames_of(1, 0)
+    assert frames_of(4096, 4096) == 1
+
+
+def test_a_spec_size_that_is_no_size_is_bad_input_naming_the_key() -> None:
+    with pytest.raises(InputError, match=r"^memory.frame_size: a frame size must be positive"):
+        gather(None, spec={"guest_ram": "2G", "frame_size": 0})
+    with pytest.raises(InputError, match=r"^big.memory.guest_ram: expected a size"):
+        gather(None, spec={"guest_ram": "lots"}, spec_name="big.memory")
 
 
 @pytest.mark.parametrize(
@@ -84,14 +90,14 @@ def test_frames_round_up() -> None:
      ("2097152", 2 * MiB), (4096, 4096), ("1M", MiB), ("80MB", 80 * MiB)],
 )
 def test_parse_size(text: object, value: int) -> None:
-    assert parse_size(text) == value
+    assert parse_size(text, "memory.guest_ram") == value
 
 
 def test_parse_size_rejects_nonsense() -> None:
     with pytest.raises(InputError, match=r"memory.guest_ram: expected a size"):
         parse_size("lots", "memory.guest_ram")
-    with pytest.raises(InputError):
-        parse_size(True)
+    with pytest.raises(InputError, match=r"^memory.mempool: expected a size"):
+        parse_size(True, "memory.mempool")
 
 
 def test_format_bytes() -> None:
@@ -99,6 +105,7 @@ def test_format_bytes() -> None:
     assert format_bytes(240 * KiB) == "240 KiB"
     assert format_bytes(2 * GiB) == "2 GiB"
     assert format_bytes(1536 * KiB) == "1.5 MiB"
+    assert format_bytes(100 * MiB + 256 * KiB) == "100 MiB"  # no decimals from three digits on
     assert format_bytes(-40 * MiB) == "-40 MiB"
     assert format_bytes(12) == "12 B"
     assert format_bytes(None) == "-"
@@ -159,3 +166,71 @@ def test_frame_size_is_the_untyped_iterators_not_the_first_in_the_file(tmp_path:
         2 * MiB, "projects/seL4_projects_libs/libsel4vm/src/guest_ram.c:10 (seL4_LargePageBits)"
     )
     assert est.frames == 1024
+
+
+def test_sources_are_read_whatever_their_encoding_and_comments_are_ignored(tmp_path: Path) -> None:
+    root = make_tree(tmp_path, page_size="seL4_LargePageBits")
+    guest_ram = root / "projects/seL4_projects_libs/libsel4vm/src/guest_ram.c"
+    text = guest_ram.read_text().replace(
+        "{\n", "{\n    // int page_size = seL4_HugePageBits; // tried 1 GiB frames \xe9t\xe9\n", 1)
+    guest_ram.write_bytes(text.encode("latin-1"))  # not UTF-8
+    est = gather(root)
+    assert est.frame_size == Sourced(
+        2 * MiB, "projects/seL4_projects_libs/libsel4vm/src/guest_ram.c:5 (seL4_LargePageBits)")
+
+
+def test_a_numeric_page_size_is_bits(tmp_path: Path) -> None:
+    est = gather(make_tree(tmp_path, page_size="21"))
+    assert est.frame_size == Sourced(2 * MiB, "projects/seL4_projects_libs/libsel4vm/src/guest_ram.c:4 (21)")
+
+
+def test_without_the_untyped_iterator_the_first_page_size_in_the_file_counts(tmp_path: Path) -> None:
+    root = make_tree(tmp_path)
+    guest_ram = root / "projects/seL4_projects_libs/libsel4vm/src/guest_ram.c"
+    guest_ram.write_text("int page_size = seL4_LargePageBits;\nvoid f(void) {\n"
+                         "    int page_size = seL4_PageBits;\n}\n")  # an older libsel4vm
+    est = gather(root)
+    assert est.frame_size == Sourced(
+        2 * MiB, "projects/seL4_projects_libs/libsel4vm/src/guest_ram.c:1 (seL4_LargePageBits)")
+
+
+def test_the_first_ram_size_define_counts(tmp_path: Path) -> None:
+    root = make_tree(tmp_path)
+    devices = root / "projects/vm-examples/apps/Arm/vm_minimal/qemu-arm-virt/devices.camkes"
+    devices.write_text("#define VM_RAM_SIZE 0x40000000\n#else\n" + devices.read_text())
+    assert gather(root).guest_ram == Sourced(
+        GiB, "projects/vm-examples/apps/Arm/vm_minimal/qemu-arm-virt/devices.camkes:1")
+
+
+def test_the_pool_may_be_set_in_the_apps_own_camkes_file(tmp_path: Path) -> None:
+    root = make_tree(tmp_path)
+    app = root / "projects/vm-examples/apps/Arm/vm_minimal/vm_minimal.camkes"
+    app.write_text("assembly { configuration {\n    vm0.allocator_mempool_size = 0x8000000;\n} }\n")
+    assert gather(root).mempool == Sourced(
+        128 * MiB, "projects/vm-examples/apps/Arm/vm_minimal/vm_minimal.camkes:2")
+
+
+@pytest.mark.parametrize(("app_dir", "lib_dir"), [
+    ("projects/vm-examples/apps/vm_minimal", "projects/libs/libsel4vm/src"),
+    ("vm-examples/apps/Arm/vm_minimal", "seL4_projects_libs/libsel4vm/src"),
+    ("vm-examples/apps/vm_minimal", "seL4_projects_libs/libsel4vm/src"),
+    ("apps/Arm/vm_minimal", "libsel4vm/src"),
+    ("apps/vm_minimal", "libsel4vm/src"),
+])
+def test_sources_are_found_in_every_tree_layout(tmp_path: Path, app_dir: str, lib_dir: str) -> None:
+    (tmp_path / app_dir / "qemu-arm-virt").mkdir(parents=True)
+    (tmp_path / app_dir / "qemu-arm-virt/devices.camkes").write_text(DEVICES % "")
+    (tmp_path / lib_dir).mkdir(parents=True)
+    (tmp_path / lib_dir / "guest_ram.c").write_text(GUEST_RAM_C % "seL4_LargePageBits")
+    est = gather(tmp_path)
+    assert est.guest_ram == Sourced(2 * GiB, f"{app_dir}/qemu-arm-virt/devices.camkes:6")
+    assert est.frame_size == Sourced(2 * MiB, f"{lib_dir}/guest_ram.c:4 (seL4_LargePageBits)")
+
+
+def test_an_app_directory_without_the_platform_does_not_hide_one_with_it(tmp_path: Path) -> None:
+    (tmp_path / "projects/a/apps/Arm/vm_minimal/other-platform").mkdir(parents=True)
+    (tmp_path / "projects/a/apps/Arm/vm_minimal/other-platform/devices.camkes").write_text(DEVICES % "")
+    (tmp_path / "projects/b/apps/vm_minimal/qemu-arm-virt").mkdir(parents=True)
+    (tmp_path / "projects/b/apps/vm_minimal/qemu-arm-virt/devices.camkes").write_text(DEVICES % "")
+    est = gather(tmp_path)
+    assert est.guest_ram == Sourced(2 * GiB, "projects/b/apps/vm_minimal/qemu-arm-virt/devices.camkes:6")

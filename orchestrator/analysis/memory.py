@@ -85,9 +85,7 @@ class MemoryEstimate:
 
 
 def frames_of(guest_ram: int, frame_size: int) -> int:
-    """How many frames of ``frame_size`` cover ``guest_ram`` (rounded up)."""
-    if frame_size <= 0:
-        raise ValueError("frame size must be positive")
+    """How many frames of ``frame_size`` (positive) cover ``guest_ram`` (rounded up)."""
     return -(-guest_ram // frame_size)
 
 
@@ -111,7 +109,7 @@ def estimate(
     )
 
 
-def parse_size(value: Any, where: str = "size") -> int:
+def parse_size(value: Any, where: str) -> int:
     """``2G``, ``2GiB``, ``4K``, ``0x80000000``, ``"2097152"`` or an int, as bytes."""
     if isinstance(value, bool):
         raise InputError(f"{where}: expected a size like 2G or 0x80000000, got {value!r}")
@@ -241,7 +239,10 @@ def gather(
     def from_spec(key: str) -> Sourced | None:
         if key not in spec:
             return None
-        return Sourced(parse_size(spec[key], f"{spec_name}.{key}"), f"spec: {spec_name}.{key}")
+        value = parse_size(spec[key], f"{spec_name}.{key}")
+        if key == "frame_size" and value <= 0:
+            raise InputError(f"{spec_name}.{key}: a frame size must be positive, got {spec[key]!r}")
+        return Sourced(value, f"spec: {spec_name}.{key}")
 
     guest_ram = from_spec("guest_ram")
     if guest_ram is None and sources is not None and sources.devices_camkes is not None:
