@@ -12,6 +12,7 @@ from orchestrator.boot.console import (
     RuleSet,
     load_rules,
     parse_free,
+    parse_guest_memory,
     parse_meminfo,
     replay,
     rules_for,
@@ -176,15 +177,68 @@ def test_fail_rule_without_cause_is_named_after_itself(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "message"), [
     ('[[rule]]\nkind = "fail"\nmatch = "x"\n', "mine.toml: rule #1: missing 'name'"),
-    ('[[rule]]\nname = "a"\nkind = "maybe"\nmatch = "x"\n', "mine.toml: rule 'a': kind must be one of"),
+    ('[[rule]]\nname = 7\nkind = "fail"\nmatch = "x"\n', "mine.toml: rule #1: missing 'name'"),
+    ('[[rule]]\nname = "a"\nkind = "maybe"\nmatch = "x"\n',
+     "mine.toml: rule 'a': kind must be one of pass, fail, note, milestone, ignore, not 'maybe'"),
     ('[[rule]]\nname = "a"\nkind = "fail"\n', "rule 'a': give exactly one of 'match'"),
     ('[[rule]]\nname = "a"\nkind = "fail"\nregex = "("\n', "rule 'a': bad regex"),
-    ('[[rule]]\nname = "a"\nkind = "fail"\nmatch = "x"\ncolour = 1\n', "unknown key\\(s\\) colour"),
+    ('[[rule]]\nname = "a"\nkind = "fail"\nmatch = "x"\ncolour = 1\nsize = 2\n',
+     "unknown key\\(s\\) colour, size"),
+    ('rule = "x"\n', r"mine.toml: 'rule' must be an array of tables \(\[\[rule\]\]\)"),
     ("[[rule]\n", "mine.toml: not valid TOML"),
 ])
 def test_bad_rule_files_name_the_file_and_rule(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
         load_rules(write(tmp_path, text))
+
+
+def test_a_partial_rule_decides_on_a_prompt_that_never_ends_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[rule]]\nname = "shell"\nkind = "pass"\nmatch = "my-board$ "\npartial = true\n'
+                           '[[rule]]\nname = "late"\nkind = "fail"\nmatch = "my-board$ "\n')
+    assert [r.partial for r in load_rules(path).rules] == [True, False]
+    matcher = ConsoleMatcher(load_rules(path))
+    decided = matcher.feed(b"booted\r\nmy-board$ ", 2.0)
+    assert decided is not None and decided.rule == "shell"
+
+
+def test_the_boot_milestone_comes_from_the_rule_file(tmp_path: Path) -> None:
+    milestone = '[[rule]]\nname = "up"\nkind = "milestone"\nmatch = "kernel up"\nmilestone = "%s"\n'
+    mine = load_rules(write(tmp_path, 'boot_milestone = "kernel-up"\n' + milestone % "kernel-up"))
+    assert mine.boot_milestone == "kernel-up"
+    assert replay(mine, b"kernel up\r\n").booted
+    legacy_text = '[platform]\nboot_milestone = "kernel-up"\n' + milestone % "kernel-up"
+    legacy = load_rules(write(tmp_path, legacy_text))
+    assert legacy.boot_milestone == "kernel-up"  # rule files of older orch versions
+    default = load_rules(write(tmp_path, milestone % "sel4-booted"))
+    assert default.boot_milestone == "sel4-booted" and replay(default, b"kernel up\n").booted
+    assert not replay(default, b"something else\n").booted
+    assert load_rules(write(tmp_path, 'boot_milestone = "x"\n')).rules == ()  # no rules at all
+
+
+def test_an_unknown_platform_is_named() -> None:
+    with pytest.raises(InputError, match="unknown platform 'no-such-board'"):
+        rules_for("no-such-board")
+
+
+def test_guest_memory_from_free_and_meminfo_either_or_both() -> None:
+    both = parse_guest_memory(SESSION_EXCERPT.decode())
+    assert both is not None and both.total_mib == 1983 and both.meminfo_kb["MemTotal"] == 2030616
+    only_meminfo = parse_guest_memory("# cat /proc/meminfo\r\nMemTotal:        2030616 kB\r\n")
+    assert only_meminfo is not None and only_meminfo.total_mib is None
+    assert only_meminfo.meminfo_kb == {"MemTotal": 2030616}
+    only_free = parse_guest_memory("       total  used  free\nMem:    10     2     8\n")
+    assert only_free is not None and (only_free.total_mib, only_free.free_mib) == (10, 8)
+    assert only_free.meminfo_kb == {}
+    assert parse_guest_memory("# \r\nbuildroot login: ") is None
+
+
+def test_a_garbled_free_row_does_not_hide_a_later_table() -> None:
+    text = ("              total        used        free\r\n"
+            "Mem:           1983          2\r\n"  # the serial line dropped bytes
+            "# free -m\r              total        used        free\r"
+            "Mem:           1983          26        1954\r\n")  # lone CRs end lines too
+    free = parse_free(text)
+    assert free is not None and (free.total_mib, free.used_mib, free.free_mib) == (1983, 26, 1954)
 
 
 def test_missing_rule_file(tmp_path: Path) -> None:
