@@ -12,7 +12,7 @@ import tomli_w
 
 from orchestrator.errors import InputError, WorkspaceError
 from orchestrator.patchset import apply as lib
-from orchestrator.patchset.config import patchset_search_path
+from orchestrator.patchset.config import PatchRef, Patchset, parse_config, patchset_search_path, write_config
 from orchestrator.patchset.dryrun import Status
 from orchestrator.shipped import shipped_dir
 from orchestrator.workspace.tree import ProjectCheckout, SourceTree
@@ -546,3 +546,15 @@ def test_apply_refuses_staged_changes_and_keeps_them_staged(tree: SourceTree) ->
         lib.apply(tree, lib.resolve(["largepage"], SHIPPED))
     assert "staged" in error.value.message and "kernel: mine.txt" in error.value.message
     assert snapshot(tree) == before
+
+
+def test_a_written_patchset_toml_reads_back_the_same(tmp_path: Path) -> None:
+    directory = tmp_path / "new" / "dir" / "fix"  # import may write where nothing exists yet
+    patch = PatchRef("kernel", "0001-fix.patch", "ab" * 32, directory / "kernel/0001-fix.patch")
+    written = Patchset("fix", directory, description="the largepage fix", requires=["base"],
+                       projects={"kernel": [patch]}, build={"app": "vm_minimal"},
+                       variants={"big": {"memory": {"guest_ram": "2G"}}},
+                       params={"frame": {"file": "x.c", "values": ["4K", "2M"]}})
+    write_config(written)
+    back = parse_config("fix", directory)
+    assert back == written
