@@ -13,8 +13,33 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
-from orchestrator.errors import EXIT_INTERNAL
+from orchestrator.errors import (
+    EXIT_CANNOT_TEST,
+    EXIT_FAIL,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    InfraError,
+    InputError,
+    WorkspaceError,
+    combined_exit_code,
+    exit_code_for_verdict,
+)
 from orchestrator.patchset import apply as patchset_lib
+
+
+def test_the_exit_code_contract() -> None:
+    """What scripts and `git bisect run` rely on (README, "Exit codes")."""
+    assert (EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_CANNOT_TEST, EXIT_INTERNAL) == (0, 1, 2, 125, 128)
+    assert [exit_code_for_verdict(v) for v in ("pass", "fail", "timeout", "error", None)] == [0, 1, 1, 125, 1]
+    # several results make one code: internal bug, then bad input, then cannot-test, then fail
+    assert combined_exit_code([]) == combined_exit_code([0, 0]) == 0
+    assert combined_exit_code([0, 1]) == 1
+    assert combined_exit_code([1, 125, 0]) == 125
+    assert combined_exit_code([125, 2, 1]) == 2
+    assert combined_exit_code([2, 128, 125]) == 128
+    assert InputError("x").exit_code == WorkspaceError("x").exit_code == 2
+    assert InfraError("x").exit_code == 125 and str(InfraError("one line", hint="h")) == "one line"
 
 
 def _boom(*_args: object, **_kwargs: object) -> None:

@@ -10,7 +10,10 @@ import pytest
 from defusedxml import ElementTree as SafeET
 from rich.console import Console
 
-from orchestrator.analysis.memory import KiB, MiB
+from orchestrator.analysis.cache import Analysis, PoolSymbol
+from orchestrator.analysis.memory import KiB, MiB, Sourced, estimate
+from orchestrator.boot.qemu import RunRecord
+from orchestrator.build.builder import BuildResult
 from orchestrator.errors import InputError
 from orchestrator.layout import link_latest
 from orchestrator.report.model import (
@@ -28,8 +31,12 @@ from orchestrator.report.model import (
     MemorySummary,
     VariantResult,
     VmmSummary,
+    boot_summary,
+    build_summary,
     exit_code,
     judge,
+    memory_summary,
+    vmm_summary,
 )
 from orchestrator.report.render import diff, junit, markdown, table, verdict_line
 from orchestrator.report.store import find_job, new_job_dir, read_results, write_reports
@@ -280,3 +287,75 @@ def test_reads_results_written_by_orch_0_1(tmp_path: Path) -> None:
     write_reports(job, tmp_path / "again")  # and it is written back in today's schema
     assert read_results(tmp_path / "again") == job
     assert json.loads((tmp_path / "again" / "results.json").read_text())["schema"] == 2
+
+
+# --- the stages' results as records -------------------------------------------------------------
+
+
+def a_build(tmp_path: Path, *, status: str = "pass", cached: bool = False) -> BuildResult:
+    image = tmp_path / "images/capdl-loader-image-arm-qemu-arm-virt"
+    image.parent.mkdir(parents=True, exist_ok=True)
+    image.write_bytes(b"image")
+    return BuildResult("4k", status, cached, tmp_path / "build", tmp_path / "build.log", {}, duration=45.0,
+                       boot_image=image if status == "pass" else None, failed_step="build",
+                       log_tail=["ninja: build stopped"])
+
+
+def test_a_build_as_the_report_records_it(tmp_path: Path) -> None:
+    built = build_summary(a_build(tmp_path))
+    assert (built.status, built.seconds, built.cached, built.message) == ("built", 45.0, False, None)
+    assert built.boot_image == str(tmp_path / "images/capdl-loader-image-arm-qemu-arm-virt")
+    assert built.boot_image_sha256 is not None and len(built.boot_image_sha256) == 64
+    assert (built.build_dir, built.log) == (str(tmp_path / "build"), str(tmp_path / "build.log"))
+    cached = build_summary(a_build(tmp_path, cached=True))
+    assert (cached.status, cached.seconds, cached.cached) == ("cached", 0.0, True)
+    failed = build_summary(a_build(tmp_path, status="fail", cached=True))  # a reused failure too
+    assert failed.status == "failed" and failed.boot_image is None and failed.boot_image_sha256 is None
+    assert failed.message is not None and "ninja failed" in failed.message
+    assert build_summary(None, "no toolchain image") == BuildSummary("error", message="no toolchain image")
+    assert build_summary(None) == BuildSummary("skipped")
+
+
+def test_a_boot_as_the_report_records_it() -> None:
+    record = RunRecord("image", None, "qemu-arm-virt", "pass", cause=None, matched_line="buildroot login:",
+                       matched_at=21.5, milestones={"login": 21.0}, duration=24.0,
+                       guest_memory=GuestMemory(2001, 10, 1988, 1, 2, 1957), console_log="console.log")
+    ran = boot_summary(record, cached=False)
+    assert ran == BootSummary("ran", "pass", None, matched="buildroot login:", matched_at=21.5,
+                              login_seconds=21.0, seconds=24.0, guest=GuestMemory(2001, 10, 1988, 1, 2, 1957),
+                              console_log="console.log")
+    cached = boot_summary(record, cached=True)
+    assert (cached.status, cached.seconds) == ("cached", 0.0)
+    record.verdict, record.error, record.guest_memory = "error", "QEMU exited 1", None
+    broken = boot_summary(record, cached=False)
+    assert (broken.status, broken.message, broken.guest) == ("error", "QEMU exited 1", None)
+    assert boot_summary(None, cached=False, status="not-run") == BootSummary("not-run")
+
+
+def test_the_vmm_pool_and_the_bookkeeping_as_the_report_records_them() -> None:
+    pool = PoolSymbol("allocator_mempool", 80 * MiB, "align_12bit", "vm0.instance.bin", "ET_EXEC")
+    memory = estimate(Sourced(2 << 30, "devices.camkes:6"), Sourced(4 * KiB, "guest_ram.c:4"),
+                      Sourced(80 * MiB, "ELF"))
+    analysis = Analysis("build", pool, 81 * MiB, memory)
+    vmm = vmm_summary(analysis)
+    assert vmm == VmmSummary(80 * MiB, "allocator_mempool", "vm0.instance.bin", "align_12bit", 81 * MiB)
+    assert vmm.where == "vm0.instance.bin, align_12bit"
+    assert vmm_summary(Analysis("build", None, 5)) == VmmSummary(bss=5)
+    assert vmm_summary(None) == VmmSummary() and VmmSummary().where == "not found"
+    seed = memory_summary(analysis)
+    assert seed == MemorySummary(2 << 30, "devices.camkes:6", 4 * KiB, "guest_ram.c:4", 524288, 120 * MiB,
+                                 80 * MiB, "ELF")
+    assert seed.fits is False
+    measured = memory_summary(analysis, bytes_per_frame=100.0, measured_by="sweep 1")
+    assert (measured.metadata, measured.bytes_per_frame, measured.bytes_per_frame_source) == (
+        52428800, 100.0, "sweep 1")
+    assert measured.fits is True  # 50 MiB in an 80 MiB pool
+    assert MemorySummary(metadata=80 * MiB, mempool=80 * MiB).fits is True  # exactly full still fits
+    assert MemorySummary(metadata=80 * MiB + 1, mempool=80 * MiB).fits is False
+    assert MemorySummary(metadata=1).fits is None and memory_summary(None) == MemorySummary()
+
+
+def test_a_job_finds_its_variants_by_name() -> None:
+    report = seed_like_report()
+    assert report.variant("largepage") is report.variants[1]
+    assert report.variant("nope") is None
