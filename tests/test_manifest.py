@@ -195,6 +195,9 @@ def test_entity_bomb_is_refused(tmp_path: Path) -> None:
 def test_unknown_remote(tmp_path: Path) -> None:
     message = error_of(tmp_path, '<project name="x" remote="nope"/>')
     assert message == "default.xml: <project name=\"x\">: unknown remote 'nope'"
+    with pytest.raises(InputError) as exc:
+        parse(tmp_path, '<project name="x" remote="nope"/>')
+    assert exc.value.hint == "defined remotes: origin"
 
 
 def test_duplicate_path(tmp_path: Path) -> None:

@@ -233,6 +233,13 @@ def test_notice_is_kept_with_its_indentation_removed(tmp_path: Path) -> None:
         "This manifest is for seL4.\n  Indented line.\n\nLast.")
 
 
+def test_a_notice_reaches_the_terminal_without_control_characters(tmp_path: Path) -> None:
+    # tabs and non-breaking spaces are text; DEL and the C1 controls (ESC's 8-bit twin) are not
+    body = "<notice>Read\tme\u00a0first \u007f\u0085\u009bdone\u200d.</notice>"
+    assert load(tmp_path, Case(body, repo="accepts")).notice == "Read\tme\u00a0first done."
+    assert load(tmp_path, Case("<notice/>", repo="accepts")).notice == ""
+
+
 def test_a_second_notice_is_refused(tmp_path: Path) -> None:
     assert outcome(tmp_path, Case("<notice>a</notice><notice>b</notice>", repo="refuses")) == "refuses"
 
