@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import InputError
-from orchestrator.workspace.manifest import is_sha, load_manifest, resolve_fetch_url, to_xml
+from orchestrator.workspace.manifest import Remote, is_sha, load_manifest, resolve_fetch_url, to_xml
 from tests.conftest import shared_data
 
 MANIFEST_URL = "https://github.com/seL4/camkes-vm-examples-manifest.git"
@@ -190,6 +190,16 @@ def test_entity_bomb_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError) as exc:
         load_manifest(write(tmp_path, bomb))
     assert "default.xml: refused" in exc.value.message
+
+
+def test_remotes_keep_fetch_as_written_and_projects_know_where_they_were_declared(tmp_path: Path) -> None:
+    m = load_manifest(write(tmp_path, '<manifest>\n<remote name="seL4" fetch="../seL4" revision="13.0"/>\n'
+                                      '<default remote="seL4"/>\n<project name="kernel.git" path="kernel"/>\n'
+                                      '</manifest>'), manifest_url=MANIFEST_URL)
+    assert m.remotes == {"seL4": Remote("seL4", "../seL4", "https://github.com/seL4", "13.0")}
+    kernel = m.project("kernel")
+    assert kernel.revision == "13.0" and kernel.url == "https://github.com/seL4/kernel.git"
+    assert kernel.where == 'default.xml: <project name="kernel.git" path="kernel">'  # for messages
 
 
 def test_unknown_remote(tmp_path: Path) -> None:

@@ -234,3 +234,10 @@ def test_an_app_directory_without_the_platform_does_not_hide_one_with_it(tmp_pat
     (tmp_path / "projects/b/apps/vm_minimal/qemu-arm-virt/devices.camkes").write_text(DEVICES % "")
     est = gather(tmp_path)
     assert est.guest_ram == Sourced(2 * GiB, "projects/b/apps/vm_minimal/qemu-arm-virt/devices.camkes:6")
+
+
+def test_an_app_without_the_platform_gets_no_default_pool(tmp_path: Path) -> None:
+    (tmp_path / "apps/vm_minimal/other-platform").mkdir(parents=True)
+    (tmp_path / "apps/vm_minimal/other-platform/devices.camkes").write_text(DEVICES % "")
+    est = gather(tmp_path)
+    assert est.guest_ram is None and est.mempool is None and est.fits is None

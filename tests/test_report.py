@@ -110,6 +110,18 @@ def test_judging_with_and_without_expectations() -> None:
     large.expect = None
     assert judge(large) == PASSED
     assert judge(large, booted=False) == BUILT
+    large.build.status = "built"
+    assert judge(large, booted=False) == BUILT
+    large.build.status = "failed"
+    assert judge(large, booted=False) == FAILED
+
+
+def test_infrastructure_trouble_anywhere_is_an_error_whatever_was_expected() -> None:
+    for build, boot in ((BuildSummary("error", message="no Docker"), BootSummary("not-run")),
+                        (BuildSummary("built"), BootSummary("error", message="QEMU missing"))):
+        v = VariantResult("x", [], build, boot, expect=Expectation("fail"))
+        v.outcome = judge(v)
+        assert v.outcome == ERROR and exit_code([v]) == 125
 
 
 def test_build_failure_is_a_failed_variant() -> None:
@@ -317,6 +329,10 @@ def test_a_build_as_the_report_records_it(tmp_path: Path) -> None:
 
 
 def test_a_boot_as_the_report_records_it() -> None:
+    failing = RunRecord("image", None, "qemu-arm-virt", "fail", cause="vmm-allocation",
+                        after_verdict=["Assertion failed"])
+    assert boot_summary(failing, cached=False) == BootSummary("ran", "fail", "vmm-allocation", seconds=0.0,
+                                                              after_verdict=["Assertion failed"])
     record = RunRecord("image", None, "qemu-arm-virt", "pass", cause=None, matched_line="buildroot login:",
                        matched_at=21.5, milestones={"login": 21.0}, duration=24.0,
                        guest_memory=GuestMemory(2001, 10, 1988, 1, 2, 1957), console_log="console.log")
@@ -347,8 +363,8 @@ def test_the_vmm_pool_and_the_bookkeeping_as_the_report_records_them() -> None:
                                  80 * MiB, "ELF")
     assert seed.fits is False
     measured = memory_summary(analysis, bytes_per_frame=100.0, measured_by="sweep 1")
-    assert (measured.metadata, measured.bytes_per_frame, measured.bytes_per_frame_source) == (
-        52428800, 100.0, "sweep 1")
+    assert measured == MemorySummary(2 << 30, "devices.camkes:6", 4 * KiB, "guest_ram.c:4", 524288, 52428800,
+                                     80 * MiB, "ELF", 100.0, "sweep 1")
     assert measured.fits is True  # 50 MiB in an 80 MiB pool
     assert MemorySummary(metadata=80 * MiB, mempool=80 * MiB).fits is True  # exactly full still fits
     assert MemorySummary(metadata=80 * MiB + 1, mempool=80 * MiB).fits is False
