@@ -374,7 +374,8 @@ def repo(tmp_path: Path) -> Path:
     checkout.mkdir()
     git(checkout, "init", "-q", "-b", "master")
     (checkout / "a.c").write_text("int a;\n")
-    git(checkout, "add", "a.c")
+    (checkout / "README").write_text("not touched by the patches\n")
+    git(checkout, "add", "a.c", "README")
     git(checkout, "commit", "-q", "-m", "base")
     return checkout
 
@@ -502,3 +503,22 @@ def test_an_unreadable_journal_is_one_line_naming_it(repo: Path) -> None:
     (repo / ".git" / oplog.JOURNAL_FILE).write_text("{not json")
     with pytest.raises(WorkspaceError, match=r"orch-patchset-journal.json: unreadable patchset journal"):
         oplog.recover({"kernel": repo})
+
+
+def test_a_ref_noted_but_never_written_is_no_problem(repo: Path, dead_pid: int) -> None:
+    journal = begin(repo, pid=dead_pid)
+    head = git(repo, "rev-parse", "HEAD")
+    journal.will_write([oplog.RefChange(BRANCH, None, head)])  # killed before writing it
+    done = oplog.recover({"kernel": repo})
+    assert [(d.outcome, d.notes) for d in done] == [("undone", [])]
+    assert git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/orch/") == ""
+
+
+def test_a_git_failure_while_undoing_is_one_line_naming_the_command(repo: Path, dead_pid: int) -> None:
+    journal = begin(repo, pid=dead_pid)
+    journal.entry.head = "0" * 40  # a journal naming a commit the repository lacks
+    journal.save()
+    with pytest.raises(WorkspaceError) as exc:
+        oplog.recover({"kernel": repo})
+    assert exc.value.message.startswith(f"{repo}: git read-tree: fatal: ")
+    assert "\n" not in exc.value.message
