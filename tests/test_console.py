@@ -241,6 +241,16 @@ def test_a_garbled_free_row_does_not_hide_a_later_table() -> None:
     assert free is not None and (free.total_mib, free.used_mib, free.free_mib) == (1983, 26, 1954)
 
 
+def test_a_replay_times_each_verdict_by_the_byte_offset_that_decided_it(tmp_path: Path) -> None:
+    rule = '[[rule]]\nname = "done"\nkind = "pass"\nmatch = "ALL TESTS PASSED"\n'
+    ruleset = load_rules(write(tmp_path, rule))
+    data = b"xy\r\nALL TESTS PASSED\r\n"  # the line ends with the byte at offset 21
+    decided = replay(ruleset, data).decisive
+    assert decided is not None and decided.time == 21.0 and decided.line_number == 2
+    unfinished = replay(ruleset, b"boot\nALL TESTS PASSED").decisive  # judged when the console ends
+    assert unfinished is not None and unfinished.time == 21.0
+
+
 def test_missing_rule_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="rule file not found"):
         load_rules(tmp_path / "absent.toml")
