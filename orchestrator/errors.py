@@ -16,6 +16,7 @@ EXIT_CANNOT_TEST = 125  # infrastructure trouble: `git bisect run` skips this re
 EXIT_INTERNAL = 128  # a bug in orch (an uncaught exception): `git bisect run` aborts on any code
 # above 127 (1-127 but 125 would mark the revision bad); 128 is also what git's own fatal errors exit
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15, as a shell reports a process it killed); aborts a bisect
 
 # The worst code wins when several results make one: bad input, then cannot-test, then a failure.
 _SEVERITY = (EXIT_INTERNAL, EXIT_USAGE, EXIT_CANNOT_TEST, EXIT_FAIL)
@@ -61,3 +62,9 @@ class InfraError(OrchError):
     about the code under test, so `git bisect run` should skip (exit 125)."""
 
     exit_code: int = EXIT_CANNOT_TEST
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``): stopped like Ctrl-C, so whatever orch started (QEMU in
+    its own session, containers, ``git am``) is stopped and journals are left consistent;
+    exit :data:`EXIT_TERMINATED`."""

@@ -164,3 +164,55 @@ def test_dask_client_log_lines_are_sanitized() -> None:
     text = stream.getvalue()
     assert "Compute Failed planted" in text and "worker said planted" in text
     assert not any(c in text for c in "\x07\x9b\x1b")
+
+
+# --------------------------------------------------------------------------- SIGTERM
+
+
+def _gone(pid: int, timeout: float = 30.0) -> bool:
+    """Whether ``pid`` has exited (a zombie awaiting its reaper counts as gone)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigterm_during_a_boot_stops_qemu_and_exits_143(tmp_path: Path) -> None:
+    """`kill PID` or `timeout` on orch run: QEMU runs in a session of its own, so it outlived
+    an orch that simply died of SIGTERM. Now SIGTERM is handled as Ctrl-C is."""
+    import json
+    import os
+    import signal
+    import time
+
+    pid_file = tmp_path / "qemu.pid"
+    qemu = tmp_path / "qemu"
+    qemu.write_text(f"#!/bin/sh\necho $$ > '{pid_file}'\n"
+                    "printf 'Booting all finished, dropped to user space\\r\\n'\nexec sleep 600\n")
+    qemu.chmod(0o755)
+    image = tmp_path / "image.elf"
+    image.write_bytes(b"\x7fELF")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(image), "--qemu", str(qemu),
+                             "--no-login", "--json", "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "console.log").is_file() or b"Booting" not in (out / "console.log").read_bytes():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    qemu_pid = int(pid_file.read_text())
+    os.kill(proc.pid, signal.SIGTERM)
+    _stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "terminated" in err and "Traceback" not in err
+    assert _gone(qemu_pid), "QEMU outlived orch"
+    record = json.loads((out / "run.json").read_text())
+    assert record["cause"] == "interrupted"

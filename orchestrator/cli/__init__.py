@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,7 @@ from orchestrator import __version__
 
 if TYPE_CHECKING:  # `orch --version` imports neither
     import argparse
+    from types import FrameType
 
 # command -> the module under orchestrator.cli that registers it, imported only when needed:
 # `orch --version` and `orch sync` do not pay for Docker, QEMU or dask imports
@@ -85,12 +88,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one orch command; its exit code. Whatever goes wrong, the code keeps its meaning for
     `git bisect run`: 1 only for a test that failed, 2 bad input (argparse's own errors too),
     125 could not test, 128 a bug in orch (any exception nobody expected, also while starting
-    up or parsing), 130 interrupted."""
+    up or parsing), 130 interrupted, 143 terminated (SIGTERM)."""
     words = list(sys.argv[1:] if argv is None else argv)
     if "--version" in words and wanted_command(words) is None:
         print(f"orch {__version__}")  # before any import: start-up is the whole cost
         return 0
-    from orchestrator.errors import EXIT_INTERRUPTED
+    with _sigterm_raises_terminated():
+        return _main(words)
+
+
+def _main(words: list[str]) -> int:
+    from orchestrator.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated
 
     args: argparse.Namespace | None = None
     try:
@@ -100,6 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser(words)
         args = parser.parse_args(words)  # SystemExit 2 on bad arguments, 0 after --help
         return _run(args)
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -107,8 +118,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _internal_error(error, args, words)
 
 
+@contextlib.contextmanager
+def _sigterm_raises_terminated() -> Iterator[None]:
+    """SIGTERM becomes :class:`Terminated` (a KeyboardInterrupt), so it is handled as Ctrl-C is:
+    QEMU, which runs in a session of its own, was left running when orch simply died."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    from orchestrator.errors import Terminated
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run(args: argparse.Namespace) -> int:
-    from orchestrator.errors import EXIT_INTERRUPTED, EXIT_OK, OrchError
+    from orchestrator.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, OrchError, Terminated
     from orchestrator.ui import UI
 
     ui = UI.create(
@@ -124,6 +155,9 @@ def _run(args: argparse.Namespace) -> int:
     except OrchError as error:
         ui.error(error)
         return error.exit_code
+    except Terminated:
+        ui.err.print("terminated", style="bold red")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         ui.err.print("interrupted", style="bold red")
         return EXIT_INTERRUPTED

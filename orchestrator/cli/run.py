@@ -26,7 +26,7 @@ from orchestrator.boot.qemu import (
     run_image,
 )
 from orchestrator.cli.common import workspace_root
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, Terminated
 from orchestrator.runtime import make_runtime
 from orchestrator.ui import UI
 
@@ -149,29 +149,50 @@ def summary_table(record: RunRecord) -> Table:
     return table
 
 
+@dataclasses.dataclass
+class _Stop:
+    """Which signal stopped the boot, if one did."""
+
+    terminated: bool = False
+
+
 @contextlib.contextmanager
-def _sigint_also_sets(cancel: threading.Event) -> Iterator[None]:
-    """Ctrl-C raises KeyboardInterrupt as usual and also sets ``cancel``, which the boot
-    checks as it reads the console: a KeyboardInterrupt that Python swallowed (it drops one
-    raised inside a finaliser) still stops QEMU."""
+def _signals_also_set(cancel: threading.Event) -> Iterator[_Stop]:
+    """Ctrl-C raises KeyboardInterrupt as usual (SIGTERM: Terminated) and also sets ``cancel``,
+    which the boot checks as it reads the console: a KeyboardInterrupt that Python swallowed
+    (it drops one raised inside a finaliser) still stops QEMU. The boot's own clean-up may
+    raise a plain KeyboardInterrupt on the way out: the yielded record says which it was."""
+    stop = _Stop()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         cancel.set()
         raise KeyboardInterrupt
 
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        stop.terminated = True
+        cancel.set()
+        raise Terminated
+
     previous = signal.signal(signal.SIGINT, on_sigint)
+    previous_term = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        yield
+        yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def handle(args: argparse.Namespace, ui: UI) -> int:
     cancel = threading.Event()
-    with _sigint_also_sets(cancel):
-        record = run_image(dataclasses.replace(spec_from_args(args), cancel=cancel), ui)
+    with _signals_also_set(cancel) as stop:
+        try:
+            record = run_image(dataclasses.replace(spec_from_args(args), cancel=cancel), ui)
+        except KeyboardInterrupt:
+            if stop.terminated:
+                raise Terminated from None
+            raise
     ui.result(record.to_dict(), summary_table(record))
     return record.exit_code
