@@ -34,6 +34,7 @@ from orchestrator.ui import UI
 from orchestrator.workspace.sync import Workspace
 
 OnProbe = Callable[[PointTask, ProbeRecord], None]
+TIMEOUT = "timeout"  # ProbeRecord.verdict of a boot that reached no decisive line in time
 
 
 class Cancelled(Exception):
@@ -116,6 +117,7 @@ def run_point(task: PointTask, on_probe: OnProbe | None = None,
     base = {s.name: s.value for s in task.point}
     known = {tuple(sorted(r.settings.items())): r for r in task.known}
     records: list[ProbeRecord] = []
+    notes: list[str] = []
     env: _Env | None = None
     new = 0
 
@@ -125,26 +127,42 @@ def run_point(task: PointTask, on_probe: OnProbe | None = None,
         key = tuple(sorted({s.name: s.value for s in full}.items()))
         record = known.get(key)
         if record is None:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled()
-            env = env or _load(task)
-            try:
-                record = probe(env, full)
-            except BaseException:
-                env.boot_runtime.stop_all()
-                raise
-            new += 1
+            record = fresh(full)
+            if record.verdict == TIMEOUT:  # a hang says nothing about the value: boot it once more
+                records.append(record)
+                again = fresh(full)
+                notes.append(f"{shown(settings)}: the boot timed out; booted again: {again.verdict}")
+                record = again
             known[key] = record
-            if on_probe is not None:
-                on_probe(task, record)
         records.append(record)
+        return record
+
+    def shown(settings: Sequence[Setting]) -> str:
+        search = task.search
+        return ", ".join(f"{s.name}={search.show(s.value) if search and s.name == search.param else s.value}"
+                         for s in settings)
+
+    def fresh(full: Sequence[Setting]) -> ProbeRecord:
+        nonlocal env, new
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        env = env or _load(task)
+        try:
+            record = probe(env, full)  # a timed-out boot is never taken from the boot cache
+        except BaseException:
+            env.boot_runtime.stop_all()
+            raise
+        new += 1
+        if on_probe is not None:
+            on_probe(task, record)
         return record
 
     result = PointResult(index=task.index, point=base)
     if task.search is not None:
         search = task.search
         found = minimize(search, lambda value: at([Setting(search.param, value)]))
-        result.minimum, result.below, result.notes = found.minimum, found.below, found.notes
+        result.minimum, result.below = found.minimum, found.below
+        result.notes = [*found.notes, *notes]
         result.violations = violations(list(known.values()), search.param)
     else:
         for settings in task.probes:
