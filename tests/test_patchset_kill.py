@@ -124,16 +124,23 @@ def journals(ws: Path) -> list[Path]:
     return sorted((ws / ".orch" / "projects").rglob("orch-patchset-journal.json"))
 
 
-def test_kill_9_during_a_long_apply_is_recovered_exactly(tmp_path: Path) -> None:
+def killable_workspaces(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """``(pristine, patchsets, reference)``: a synced seed workspace holding the user's state
+    (:func:`prepare_user_state`) with the long patchset beside it, and a copy of it on which a
+    test runs the operation uninterrupted, to compare the killed-and-recovered one with."""
     manifest = make_seed_server(tmp_path)
     pristine = tmp_path / "pristine"
     assert main(["sync", "-q", "-m", str(manifest), "-w", str(pristine)]) == EXIT_OK
     patchsets = make_big_patchset(pristine, tmp_path / "ps")
     prepare_user_state(pristine)
-    before = state(pristine)
-
     reference = tmp_path / "reference"
     shutil.copytree(pristine, reference, symlinks=True)
+    return pristine, patchsets, reference
+
+
+def test_kill_9_during_a_long_apply_is_recovered_exactly(tmp_path: Path) -> None:
+    pristine, patchsets, reference = killable_workspaces(tmp_path)
+    before = state(pristine)
     code, err = run_cli("patchset", "apply", "big", "-w", str(reference), "--patchsets", str(patchsets))
     assert code == EXIT_OK, err
     complete = applied_shape(reference)

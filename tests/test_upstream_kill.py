@@ -23,7 +23,7 @@ from orchestrator.patchset import journal as oplog
 from orchestrator.upstream import series
 from tests.support.git import git
 from tests.support.seed import make_seed_server
-from tests.test_patchset_kill import PER_PROJECT, PROJECTS, make_big_patchset, prepare_user_state
+from tests.test_patchset_kill import PER_PROJECT, PROJECTS, killable_workspaces, make_big_patchset
 
 BRANCH = "refs/heads/" + layout.upstream_branch("big")
 ORCH_OWN = (BRANCH, layout.UPSTREAM_BACKUP_PREFIX)
@@ -81,15 +81,8 @@ def reached(ws: Path, point: tuple[str, str, int]) -> bool:
 
 def test_kill_9_during_upstream_prepare_leaves_the_users_repos_and_the_next_run_finishes(
         tmp_path: Path) -> None:
-    manifest = make_seed_server(tmp_path)
-    pristine = tmp_path / "pristine"
-    assert main(["sync", "-q", "-m", str(manifest), "-w", str(pristine)]) == EXIT_OK
-    patchsets = make_big_patchset(pristine, tmp_path / "ps")
-    prepare_user_state(pristine)
+    pristine, patchsets, reference = killable_workspaces(tmp_path)
     before = user_state(pristine)
-
-    reference = tmp_path / "reference"
-    shutil.copytree(pristine, reference, symlinks=True)
     _out, err = prepare_cli(reference, patchsets).communicate(timeout=600)
     complete = prepared_trees(reference)
     assert all(count == str(PER_PROJECT) for _tree, count in complete.values()), err
