@@ -571,3 +571,23 @@ def test_no_repo_arguments_without_workspace_uses_the_shipped_default() -> None:
     assert source.url == "https://github.com/seL4/camkes-vm-examples-manifest.git"
     assert source.file == "default.xml"
     assert source.revision == "8714f47c56f11da240a6b45f45a8686462f03912"
+
+
+def test_staging_directories_are_per_process_and_dead_ones_are_removed(tmp_path: Path) -> None:
+    """A kill -9 leaves orch's git child writing into its staging directory for a while; the next
+    sync must neither collide with it nor leave it behind once its owner is gone."""
+    from orchestrator.workspace.sync import staging_dir
+
+    git_dir = tmp_path / "projects" / "kernel.git"
+    git_dir.parent.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left_by_dead = git_dir.with_name(f"kernel.git.partial.{dead.pid}")
+    left_by_live = git_dir.with_name(f"kernel.git.partial.{os.getppid()}")
+    for leftover in (left_by_dead, left_by_live):
+        (leftover / "objects").mkdir(parents=True)
+
+    mine = staging_dir(git_dir, ".partial")
+
+    assert mine == git_dir.with_name(f"kernel.git.partial.{os.getpid()}")
+    assert not left_by_dead.exists() and left_by_live.exists()

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from orchestrator import layout
 from orchestrator.errors import WorkspaceError
+from orchestrator.procs import process_exists
 
 JOURNAL_FILE = layout.PATCHSET_JOURNAL
 STARTED = "started"
@@ -303,13 +304,7 @@ class Interrupted:
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # this process is not running that operation any more
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_exists(pid)
 
 
 def find_journals(checkouts: dict[str, Path]) -> list[Journal]:

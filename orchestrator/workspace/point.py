@@ -24,7 +24,7 @@ from orchestrator import layout
 from orchestrator.errors import InfraError, InputError
 from orchestrator.workspace import gitops
 from orchestrator.workspace.manifest import FileLink, Manifest, Project, is_sha, load_manifest
-from orchestrator.workspace.sync import Workspace, find_mirror, resolve_revision
+from orchestrator.workspace.sync import Workspace, find_mirror, resolve_revision, staging_dir
 from orchestrator.workspace.tree import ProjectCheckout, SourceTree
 
 Notify = Callable[[str], None]
@@ -196,15 +196,15 @@ def ensure_project(workspace: Workspace, pin: Pin) -> Path:
 
 
 def _clone_bare(workspace: Workspace, pin: Pin, git_dir: Path) -> None:
-    partial = git_dir.with_name(git_dir.name + ".partial-point")
+    partial = staging_dir(git_dir, ".partial-point")
     shutil.rmtree(partial, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
     mirror = find_mirror(workspace.configured_mirror(), pin.name)
     try:
-        gitops.run(["clone", "--quiet", "--no-checkout", *(["--shared"] if mirror else []),
-                    str(mirror or pin.url), str(partial)])
+        gitops.run_network(["clone", "--quiet", "--no-checkout", *(["--shared"] if mirror else []),
+                            "--", str(mirror or pin.url), str(partial)], what=pin.path)
         if mirror:
-            gitops.run(["remote", "set-url", "origin", pin.url], cwd=partial)
+            gitops.run(["remote", "set-url", "--", "origin", pin.url], cwd=partial)
     except gitops.GitError as error:
         shutil.rmtree(partial, ignore_errors=True)
         raise InfraError(f"{pin.path}: cloning {pin.url} failed: {gitops.stderr_of(error)}",

@@ -39,6 +39,7 @@ from orchestrator.errors import (
 )
 from orchestrator.layout import CHECKOUT_JOURNAL as JOURNAL
 from orchestrator.layout import ORCH_DIR, PINNED_REF, STATE_FILE
+from orchestrator.procs import process_exists
 from orchestrator.ui import NULL_TRACKER, Tracker
 from orchestrator.workspace import gitops, transport
 from orchestrator.workspace.manifest import FileLink, Manifest, Project, Remote, is_sha, load_manifest, to_xml
@@ -56,6 +57,19 @@ from orchestrator.workspace.tree import ProjectCheckout, SourceTree
 __all__ = ["ManifestSource", "ProjectRecord", "SyncReport", "Workspace", "WorkspaceState"]
 
 # --- records ---------------------------------------------------------------------------------
+
+
+def staging_dir(path: Path, suffix: str) -> Path:
+    """``<path><suffix>.<pid>``: where this process builds ``path`` before renaming it into
+    place. Named per process because a killed orch's git child can go on writing into its own
+    staging directory for a while; those a dead orch left are removed here (and the one
+    unnamed directory orch versions before this one used)."""
+    shutil.rmtree(path.with_name(path.name + suffix), ignore_errors=True)
+    for stale in path.parent.glob(f"{path.name}{suffix}.*"):
+        pid = stale.name.rsplit(".", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_exists(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return path.with_name(f"{path.name}{suffix}.{os.getpid()}")
 
 
 def requested_source(ws: Workspace, manifest: str | None, revision: str | None, file: str | None,
@@ -706,7 +720,7 @@ class Workspace:
         partial clone (``--filter=blob:none``; a local path goes through git's transport so
         the filter applies). ``branch``: fetch only that branch's history (and the tags in it);
         if the server has no such branch, everything, as without it."""
-        partial = git_dir.with_name(git_dir.name + ".partial-clone")
+        partial = staging_dir(git_dir, ".partial-clone")
         shutil.rmtree(partial, ignore_errors=True)
         partial.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -726,7 +740,7 @@ class Workspace:
 
     def _clone_project(self, project: Project, git_dir: Path, mirror: Path | None, *,
                        partial: bool | None) -> str:
-        staging = git_dir.with_name(git_dir.name + ".partial")  # the not-yet-renamed git dir
+        staging = staging_dir(git_dir, ".partial")  # the not-yet-renamed git dir
         shutil.rmtree(staging, ignore_errors=True)
         depth = None if mirror else project.clone_depth  # a mirror is local: nothing to save
         self._clone_into(staging, str(mirror) if mirror else project.url, shared=mirror is not None,
