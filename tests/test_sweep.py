@@ -226,6 +226,9 @@ def test_build_table_uses_the_measured_cost() -> None:
     assert render.metadata_text(variant) == "128 MiB EXCEEDS 80 MiB pool (measured 256 B/frame)"
     report = model.JobReport(id="r", patchset="p", variants=[variant])
     assert "256.0 bytes per frame, measured by orch sweep S1 (3 points)" in render.markdown(report)
+    # the caption, the Markdown note and JUnit say measured, never the seed's "not measured"
+    assert "measured by orch sweep S1 (3 points)" in str(render.table(report).caption)
+    assert "not measured" not in render.markdown(report) and "not measured" not in render.junit(report)
     assert "2 nodes x 120 bytes (the seed's formula" in render.markdown(
         model.JobReport(id="r", patchset="p", variants=[replace(variant, memory=seed)]))
 
@@ -347,3 +350,16 @@ def test_a_timed_out_probe_is_booted_once_more(monkeypatch: pytest.MonkeyPatch) 
     assert boots.count(80 * MiB) == 2 and seen.count("timeout") == 1  # both journaled
     assert any("80 MiB: the boot timed out; booted again: pass" in note for note in result.notes)
     assert result.new_probes == len(boots)
+
+
+def test_measured_cost_skips_a_fit_over_one_point(tmp_path: Path) -> None:
+    """A one-point sweep's "fit" is a ratio through the origin, not a slope: `orch build` keeps
+    using the newest fit over two points or more (a one-point re-check must not replace it)."""
+    sweeps = tmp_path / ".orch" / "sweeps"
+    for name, points, cost in (("20261202-010000-a", 3, 256.0), ("20261202-020000-b", 1, 264.0)):
+        (sweeps / name).mkdir(parents=True)
+        (sweeps / name / "sweep.json").write_text(json.dumps(
+            {"complete": True, "fit": {"bytes_per_frame": cost, "points": points}}))
+    found = results.measured_cost(tmp_path)
+    assert found is not None and found.bytes_per_frame == 256.0
+    assert found.source == "orch sweep 20261202-010000-a (3 points)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import typing
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.table import Table
@@ -148,7 +149,7 @@ def table(report: JobReport) -> Table:
     for label, render in ROWS:
         grid.add_row(label, *(_cell(label, v, render(v)) for v in report.variants))
     if any(v.memory.metadata is not None for v in report.variants):
-        grid.caption = f"allocator metadata: {ESTIMATE_SOURCE}"
+        grid.caption = f"allocator metadata: {metadata_source(report.variants)}"
         grid.caption_justify = "left"
     return grid
 
@@ -182,6 +183,16 @@ def markdown_after_verdict(name: str, boot: BootSummary) -> list[str]:
     return ["", f"`{name}`: the console from the decisive line on:", "", "`" * 3 + "text", *body, "`" * 3]
 
 
+def metadata_source(variants: Sequence[VariantResult]) -> str:
+    """Where the allocator metadata figures come from: a sweep's measured cost when one was used
+    (it says which), else the seed's fitted per-node size (an estimate)."""
+    measured = next((v.memory for v in variants if v.memory.bytes_per_frame is not None), None)
+    if measured is not None and measured.bytes_per_frame is not None:
+        return (f"frames x {measured.bytes_per_frame:.1f} B, the per-frame cost measured by "
+                f"{measured.bytes_per_frame_source} (a fit of minimum pools, not a count of nodes)")
+    return ESTIMATE_SOURCE
+
+
 def _metadata_model(report: JobReport) -> str:
     """How the allocator metadata row was estimated: a sweep's measurement, or the seed's formula."""
     measured = next((v.memory for v in report.variants if v.memory.bytes_per_frame is not None), None)
@@ -208,7 +219,7 @@ def markdown(report: JobReport) -> str:
         if label == "verdict":
             cells = [f"**{c}**" for c in cells]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", f"_Allocator metadata: {ESTIMATE_SOURCE}._"]
+    lines += ["", f"_Allocator metadata: {metadata_source(report.variants)}._"]
     lines += ["", "<details><summary>Where the numbers come from</summary>", ""]
     for v in report.variants:
         m = v.memory
@@ -271,7 +282,7 @@ def junit(report: JobReport) -> str:
             error.text = summary
         out = ET.SubElement(case, "system-out")
         out.text = "\n".join([*(f"{label}: {render(v)}" for label, render in ROWS),
-                              f"(allocator metadata: {ESTIMATE_SOURCE})"])
+                              f"(allocator metadata: {metadata_source([v])})"])
     ET.indent(suite)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
 

@@ -114,7 +114,7 @@ class MeasuredCost:
 
 
 def measured_cost(workspace: Path) -> MeasuredCost | None:
-    """The fit of the newest complete sweep in the workspace that has one."""
+    """The fit of the newest complete sweep in the workspace that has one over two points or more."""
     root = layout.sweeps_dir(workspace)
     if not root.is_dir():
         return None
@@ -123,7 +123,7 @@ def measured_cost(workspace: Path) -> MeasuredCost | None:
         try:
             data = json.loads((directory / "sweep.json").read_text())
             fit = data.get("fit") if data.get("complete", True) else None
-            if fit:
+            if fit and int(fit["points"]) >= 2:  # one point is a ratio, not a slope
                 return MeasuredCost(float(fit["bytes_per_frame"]),
                                     f"orch sweep {directory.name} ({fit['points']} points)")
         except (OSError, ValueError, KeyError, TypeError):
