@@ -1,0 +1,1 @@
+"""The build stage: build specs and variants, per-variant worktrees, the builder and its cache."""
