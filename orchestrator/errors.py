@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 EXIT_OK = 0
-EXIT_FAIL = 1  # a test failed, or an expectation was not met
-EXIT_USAGE = 2  # bad input: arguments, manifest, patch, config
+EXIT_FAIL = 1  # a test failed, an expectation was not met, or a check found problems; nothing else
+EXIT_USAGE = 2  # bad input (arguments, manifest, patch, config), or a workspace state to resolve
 EXIT_CANNOT_TEST = 125  # infrastructure trouble: `git bisect run` skips this revision
 EXIT_INTERNAL = 128  # a bug in orch (an uncaught exception): `git bisect run` aborts on any code
 # above 127 (1-127 but 125 would mark the revision bad); 128 is also what git's own fatal errors exit

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import InfraError
+from orchestrator.errors import EXIT_USAGE, InfraError
 from orchestrator.workspace.sync import JOURNAL, Workspace
 from tests.support.cli import orch
 from tests.support.git import Upstream, git, make_manifest_repo, make_upstream
@@ -180,6 +180,23 @@ def test_stale_linkfile_is_removed_when_the_manifest_drops_it(
     assert not (synced / "init-build.sh").is_symlink()
     removed = {"kind": "linkfile", "dest": "init-build.sh", "action": "removed", "reason": None}
     assert removed in report["links"]
+
+
+@pytest.mark.parametrize(("dest", "kind"), [("init-build.sh", "linkfile"),
+                                           ("easy-settings.cmake", "copyfile")])
+def test_a_file_of_the_users_where_a_link_goes_is_left_alone_with_exit_2(
+        server: Server, tmp_path: Path, dest: str, kind: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file the user put where a linkfile/copyfile goes is kept, and the sync says so with exit
+    2 (a workspace state to resolve), not 1, which `git bisect run` reads as a bad revision."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / dest).write_text("mine\n")
+    code, report = sync_json(capsys, ws, "-m", str(server.manifest.bare))
+    assert code == EXIT_USAGE, report
+    assert set(actions(report).values()) == {"cloned"}, "every project is checked out"
+    skipped = [x for x in report["links"] if x["action"] == "skipped"]
+    assert [(x["kind"], x["dest"]) for x in skipped] == [(kind, dest)]
+    assert (ws / dest).read_text() == "mine\n"
 
 
 def test_manifest_from_a_local_file_with_manifest_url(server: Server, tmp_path: Path,
@@ -348,7 +365,7 @@ def test_dirty_project_is_skipped_and_survives(server: Server, synced: Path,
     (synced / "kernel/notes.txt").write_text("untracked\n")
     new = move_kernel_pin(server)
     code, report = sync_json(capsys, synced)
-    assert code == 1
+    assert code == EXIT_USAGE
     kernel = next(p for p in report["projects"] if p["path"] == "kernel")
     assert kernel["action"] == "skipped"
     assert "1 uncommitted change" in kernel["reason"] and "1 untracked file" in kernel["reason"]
@@ -409,7 +426,7 @@ def test_local_commits_are_skipped_then_backed_up(server: Server, synced: Path,
     mine = git(kernel, "rev-parse", "HEAD")
     new = move_kernel_pin(server)
     code, report = sync_json(capsys, synced)
-    assert code == 1
+    assert code == EXIT_USAGE
     reason = next(p["reason"] for p in report["projects"] if p["path"] == "kernel")
     assert "1 local commit not upstream" in reason
     assert git(kernel, "rev-parse", "HEAD") == mine
@@ -432,7 +449,7 @@ def test_a_commit_only_a_tag_of_the_users_reaches_is_local_work(server: Server, 
     assert {r["path"]: r for r in json.loads(out)}["kernel"]["local_commits"] == 1
     move_kernel_pin(server)
     code, report = sync_json(capsys, synced)
-    assert code == 1, report
+    assert code == EXIT_USAGE, report
     reason = next(p["reason"] for p in report["projects"] if p["path"] == "kernel")
     assert "1 local commit not upstream" in reason
     assert git(kernel, "rev-parse", "HEAD") == mine, "the checkout stays on the user's work"
@@ -492,7 +509,7 @@ def test_checkout_with_a_git_directory_is_left_alone(server: Server, tmp_path: P
     ws = tmp_path / "w"
     git(tmp_path, "clone", "-q", str(server.dir / "kernel.git"), str(ws / "kernel"))
     code, report = sync_json(capsys, ws, "-m", str(server.manifest.bare))
-    assert code == 1
+    assert code == EXIT_USAGE
     assert "is a directory, not an orch checkout" in next(
         p["reason"] for p in report["projects"] if p["path"] == "kernel")
     assert (ws / "kernel/.git").is_dir()
@@ -510,7 +527,7 @@ def test_checkout_that_is_the_users_own_worktree_is_left_alone(server: Server, t
     (ws / "kernel/README").write_text("my uncommitted edit\n")
     gitfile = (ws / "kernel/.git").read_text()
     code, report = sync_json(capsys, ws, "-m", str(server.manifest.bare))
-    assert code == 1
+    assert code == EXIT_USAGE
     assert "not an orch checkout" in next(p["reason"] for p in report["projects"] if p["path"] == "kernel")
     assert (ws / "kernel/.git").read_text() == gitfile
     assert (ws / "kernel/README").read_text() == "my uncommitted edit\n"

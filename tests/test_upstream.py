@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import EXIT_FAIL, EXIT_OK
+from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, EXIT_OK, EXIT_USAGE
 from tests.conftest import require_tools
 from tests.support.cli import orch
 from tests.support.git import git
@@ -281,7 +281,7 @@ def test_prepare_reports_a_conflict_and_writes_nothing(world: tuple[World, Path]
     heads = {p: git(root / p, "rev-parse", "HEAD") for p in (KERNEL, LIBS, EXAMPLES)}
     fork = str(w.forks / "alice" / "{name}")
     code, out, err = up(capsys, w, root, "prepare", "clean", "--fork", fork, "--json")
-    assert code == EXIT_FAIL, err
+    assert code == EXIT_USAGE, err  # the user has to act; 1 would tell `git bisect run` "bad"
     result = json.loads(out)
     assert [(c["project"], c["subject"], c["files"]) for c in result["conflicts"]] == [
         (LIBS, "libsel4vm: map guest RAM with large pages", [GUEST_RAM])]
@@ -296,6 +296,38 @@ def test_prepare_reports_a_conflict_and_writes_nothing(world: tuple[World, Path]
     code, out, _ = up(capsys, w, root, "prepare", "clean", "--fork", fork, "--onto",
                       f"{LIBS}={w.upstreams[LIBS].commits[0]}")
     assert code == EXIT_OK, out
+
+
+def test_prepare_that_cannot_push_is_infrastructure_and_keeps_branches_and_bodies(
+        world: tuple[World, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    w, root = world
+    clean_patchsets(w)
+    code, _, err = up(capsys, w, root, "prepare", "clean", "--fork", str(w.forks / "nobody" / "{name}"))
+    assert code == EXIT_CANNOT_TEST, err
+    assert "push to" in err and "failed" in err
+    assert git(root / KERNEL, "for-each-ref", "--format=%(refname)", "refs/heads/orch/upstream") == \
+        "refs/heads/orch/upstream/clean"
+    assert (root / ".orch" / "upstream" / "clean" / f"{KERNEL}.md").is_file()
+
+
+def test_prepare_whose_rebase_git_refuses_without_a_conflict_is_infrastructure(
+        world: tuple[World, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A rebase git stops for another reason than a conflict (here the user's own pre-rebase
+    hook) is no conflict to report per commit: exit 125 with git's line, nothing written."""
+    w, root = world
+    clean_patchsets(w)
+    w.upstreams[KERNEL].commit({"README.md": "kernel readme\n"}, "upstream moved on")  # a real rebase
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "pre-rebase").write_text("#!/bin/sh\necho 'no rebasing today' >&2\nexit 1\n")
+    (hooks / "pre-rebase").chmod(0o755)
+    git(tmp_path, "config", "--global", "core.hooksPath", str(hooks))
+    code, _, err = up(capsys, w, root, "prepare", "clean", "--fork", str(w.forks / "alice" / "{name}"))
+    assert code == EXIT_CANNOT_TEST, err
+    assert "failed without a conflict" in err and "conflicts" not in err, err
+    for path in (KERNEL, LIBS, EXAMPLES):
+        assert git(root / path, "for-each-ref", "refs/heads/orch/upstream") == ""
+        assert git(w.fork(path), "for-each-ref") == ""
 
 
 def test_bodies_carry_the_latest_build_evidence(world: tuple[World, Path],

@@ -158,7 +158,7 @@ def handle_prepare(args: argparse.Namespace, ui: UI) -> int:
         order=[p.strip() for p in args.order.split(",")] if args.order else None, push=not args.no_push)
     result = prepare.prepare(workspace, _chain(args), options)
     ui.result({"ok": result.ok, **to_jsonable(result)}, prepare.result_table(result))
-    return EXIT_OK if result.ok else EXIT_FAIL
+    return result.exit_code
 
 
 def handle_open(args: argparse.Namespace, ui: UI) -> int:

@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator import layout
-from orchestrator.errors import InfraError, InputError
+from orchestrator.errors import EXIT_OK, EXIT_USAGE, InfraError, InputError
 from orchestrator.patchset.config import Patchset
 from orchestrator.ui import from_jsonable, to_jsonable
 from orchestrator.upstream import prbody, testwith
@@ -66,6 +66,13 @@ class PrepareResult:
     @property
     def ok(self) -> bool:
         return not self.conflicts
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 2 when a commit conflicts: the user has to rebase it (or pass ``--onto``), like
+        any other state orch will not resolve for them; never 1, which means a test failed. A
+        push or a rebase that fails for another reason raises :class:`InfraError` (125)."""
+        return EXIT_OK if self.ok else EXIT_USAGE
 
 
 def parse_onto(values: Sequence[str]) -> dict[str | None, str]:
@@ -225,18 +232,22 @@ def _upstream_tip(ws: Workspace, series: ProjectSeries, record: ProjectRecord, o
 
 
 def _rebase(series: ProjectSeries, onto: str) -> tuple[str | None, Conflict | None]:
-    """(new tip, None) or (None, the first conflicting commit), the scratch clone left clean."""
+    """(new tip, None) or (None, the first conflicting commit), the scratch clone left clean;
+    :class:`InfraError` when git stops with no conflicting file."""
     series.git("checkout", "--quiet", "--force", "--detach", series.tip)
     try:
         series.git("rebase", "--quiet", "--onto", onto, series.base)
         return series.git("rev-parse", "HEAD"), None
-    except gitops.GitError:
+    except gitops.GitError as error:
         git_dir = series.directory / ".git"
         stopped = (git_dir / "rebase-merge" / "stopped-sha").read_text().strip() \
             if (git_dir / "rebase-merge" / "stopped-sha").is_file() else \
             (gitops.try_run(["rev-parse", "REBASE_HEAD"], cwd=series.directory) or "")
         files = [f for f in series.git("diff", "--name-only", "--diff-filter=U", "-z").split("\0") if f]
         gitops.try_run(["rebase", "--abort"], cwd=series.directory)
+        if not files:  # git stopped without a conflict: a hook, identity, disk, ... not the patches
+            raise InfraError(f"{series.project}: git rebase onto {onto[:12]} failed without a conflict: "
+                             f"{gitops.stderr_of(error)}") from None
         commit = next((c for c in series.commits if c.sha.startswith(stopped) and stopped), None)
         if commit is None:
             return None, Conflict(series.project, stopped, "?", "?", "?", files, onto)

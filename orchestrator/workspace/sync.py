@@ -28,7 +28,6 @@ from pathlib import Path
 from orchestrator import layout
 from orchestrator.errors import (
     EXIT_CANNOT_TEST,
-    EXIT_FAIL,
     EXIT_OK,
     EXIT_USAGE,
     InfraError,
@@ -128,8 +127,11 @@ class SyncReport:
 
     @property
     def exit_code(self) -> int:
+        """The worst of the projects' codes; a skipped linkfile/copyfile is exit 2 like a
+        skipped project (the workspace holds something orch will not overwrite), never 1,
+        which means a test failed."""
         codes = {p.exit_code for p in self.projects}
-        codes |= {EXIT_FAIL for x in self.links if x.action == "skipped"}
+        codes |= {EXIT_USAGE for x in self.links if x.action == "skipped"}
         return combined_exit_code(codes)
 
 
@@ -710,7 +712,9 @@ class Workspace:
         return True
 
     def _skip(self, result: ProjectResult, reason: str) -> ProjectResult:
-        result.action, result.reason, result.exit_code = "skipped", reason, EXIT_FAIL
+        """Leave the project alone (it holds the user's work, or is not orch's): exit 2, a
+        workspace state the user has to resolve, as :class:`WorkspaceError` is."""
+        result.action, result.reason, result.exit_code = "skipped", reason, EXIT_USAGE
         return result
 
     def _clone_into(self, git_dir: Path, source: str, *, shared: bool, what: str, depth: int | None = None,
