@@ -601,10 +601,43 @@ def test_staging_directories_are_per_process_and_dead_ones_are_removed(tmp_path:
     dead.wait()
     left_by_dead = git_dir.with_name(f"kernel.git.partial.{dead.pid}")
     left_by_live = git_dir.with_name(f"kernel.git.partial.{os.getppid()}")
-    for leftover in (left_by_dead, left_by_live):
+    # the doubly-suffixed staging directory of orch versions that staged a clone twice
+    left_by_dead_older = git_dir.with_name(f"kernel.git.partial.{dead.pid}.partial-clone.{dead.pid}")
+    for leftover in (left_by_dead, left_by_live, left_by_dead_older):
         (leftover / "objects").mkdir(parents=True)
 
     mine = staging_dir(git_dir, ".partial")
 
     assert mine == git_dir.with_name(f"kernel.git.partial.{os.getpid()}")
     assert not left_by_dead.exists() and left_by_live.exists()
+    assert not left_by_dead_older.exists()
+
+
+def test_a_clone_stages_in_one_per_process_directory_next_to_its_git_dir(
+        server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``<name>.git.partial.<pid>`` for a project (``.partial-clone.<pid>`` for the manifest
+    repository), never a staging name inside another one's; nothing staged is left after."""
+    from orchestrator.workspace import gitops
+
+    real_clone = gitops.clone
+    staged: list[Path] = []
+
+    def recording_clone(source: str, dest: Path, **kwargs: object) -> None:
+        staged.append(dest)
+        real_clone(source, dest, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gitops, "clone", recording_clone)
+    ws = tmp_path / "ws"
+    code, report = sync_json(capsys, ws, "-m", str(server.manifest.bare))
+    assert code == 0, report
+    meta, pid = ws / ".orch", os.getpid()
+    assert sorted(staged) == sorted([
+        meta / f"manifest.git.partial-clone.{pid}",
+        meta / "projects" / f"kernel.git.partial.{pid}",
+        meta / "projects" / f"projects/libs.git.partial.{pid}",
+        meta / "projects" / f"tools/seL4.git.partial.{pid}",
+    ])
+    assert not [p for p in meta.rglob("*") if ".partial" in p.name], "staging directories left behind"
+    pins = {p["path"]: p["sha"] for p in report["projects"]}
+    assert {path: git(ws / path, "rev-parse", "HEAD") for path in pins} == pins

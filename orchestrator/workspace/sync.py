@@ -717,56 +717,66 @@ class Workspace:
         result.action, result.reason, result.exit_code = "skipped", reason, EXIT_USAGE
         return result
 
-    def _clone_into(self, git_dir: Path, source: str, *, shared: bool, what: str, depth: int | None = None,
-                    tags: bool = True, blobless: bool = False, branch: str | None = None) -> Path:
-        """Clone ``source`` without a checkout into ``<git_dir>.partial``, then rename its git
-        directory into place: a git dir either exists complete or not at all. ``blobless``: a
-        partial clone (``--filter=blob:none``; a local path goes through git's transport so
+    def _clone_into(self, git_dir: Path, source: str, *, shared: bool, what: str) -> Path:
+        """Clone ``source`` whole into ``git_dir`` (the manifest repository): staged in
+        ``<git_dir>.partial-clone.<pid>`` and renamed into place, so a git dir either exists
+        complete or not at all."""
+        staging = staging_dir(git_dir, ".partial-clone")
+        try:
+            os.rename(self._clone_staged(staging, source, shared=shared, what=what), git_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return git_dir
+
+    def _clone_staged(self, staging: Path, source: str, *, shared: bool, what: str, depth: int | None = None,
+                      tags: bool = True, blobless: bool = False, branch: str | None = None) -> Path:
+        """Clone ``source`` without a checkout into the directory ``staging`` and return its git
+        directory (``staging/.git``) for the caller to finish and rename into place. ``blobless``:
+        a partial clone (``--filter=blob:none``; a local path goes through git's transport so
         the filter applies). ``branch``: fetch only that branch's history (and the tags in it);
         if the server has no such branch, everything, as without it."""
-        partial = staging_dir(git_dir, ".partial-clone")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.parent.mkdir(parents=True, exist_ok=True)
         try:
             try:
-                gitops.clone(source, partial, what=what, shared=shared, depth=depth, tags=tags,
+                gitops.clone(source, staging, what=what, shared=shared, depth=depth, tags=tags,
                              blobless=blobless, branch=branch)
             except gitops.MissingRevision:
-                shutil.rmtree(partial, ignore_errors=True)
-                gitops.clone(source, partial, what=what, shared=shared, depth=depth, tags=tags,
+                shutil.rmtree(staging, ignore_errors=True)
+                gitops.clone(source, staging, what=what, shared=shared, depth=depth, tags=tags,
                              blobless=blobless)
         except gitops.GitError as error:
-            shutil.rmtree(partial, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)
             raise clone_failure(what, source, error) from None
-        os.rename(partial / ".git", git_dir)
-        shutil.rmtree(partial, ignore_errors=True)
-        return git_dir
+        return staging / ".git"
 
     def _clone_project(self, project: Project, git_dir: Path, mirror: Path | None, *,
                        partial: bool | None) -> str:
-        staging = staging_dir(git_dir, ".partial")  # the not-yet-renamed git dir
-        shutil.rmtree(staging, ignore_errors=True)
+        """Clone the project, detach its HEAD at the pin, and only then rename its git dir into
+        place: everything happens in ``<git_dir>.partial.<pid>`` (one staging level)."""
+        staging = staging_dir(git_dir, ".partial")
         depth = None if mirror else project.clone_depth  # a mirror is local: nothing to save
-        self._clone_into(staging, str(mirror) if mirror else project.url, shared=mirror is not None,
-                         what=project.where, depth=depth, tags=project.sync_tags,
-                         blobless=mirror is None and wants_blobless(partial, project.url, depth),
-                         branch=None if mirror or depth else clone_branch(project))
         try:
+            staged = self._clone_staged(
+                staging, str(mirror) if mirror else project.url, shared=mirror is not None,
+                what=project.where, depth=depth, tags=project.sync_tags,
+                blobless=mirror is None and wants_blobless(partial, project.url, depth),
+                branch=None if mirror or depth else clone_branch(project))
             if mirror is not None:
-                gitops.run(["remote", "set-url", "--", "origin", project.url], git_dir=staging)
-            sha = resolve_revision(staging, project.revision, upstream=project.upstream,
+                gitops.run(["remote", "set-url", "--", "origin", project.url], git_dir=staged)
+            sha = resolve_revision(staged, project.revision, upstream=project.upstream,
                                    sources=[str(mirror), "origin"] if mirror else ["origin"],
                                    fetch_branches=mirror is not None, where=project.where, url=project.url,
                                    depth=depth, tags=project.sync_tags)
             # detach HEAD at the pin and drop the branch clone made (a fresh clone has just the
             # one HEAD pointed at)
-            branch = gitops.head_branch(staging)
-            gitops.run(["update-ref", "--no-deref", "HEAD", sha], git_dir=staging)
+            branch = gitops.head_branch(staged)
+            gitops.run(["update-ref", "--no-deref", "HEAD", sha], git_dir=staged)
             updates = f"update {PINNED_REF} {sha}\n"
             if branch:
                 updates += f"delete refs/heads/{branch}\n"
-            gitops.run(["update-ref", "--stdin"], git_dir=staging, stdin=updates)
-            os.rename(staging, git_dir)
+            gitops.run(["update-ref", "--stdin"], git_dir=staged, stdin=updates)
+            os.rename(staged, git_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return sha
