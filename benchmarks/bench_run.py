@@ -34,6 +34,7 @@ without grace and login within 0.5 s; long-line within 2 s.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import signal
@@ -58,7 +59,7 @@ TIMEOUT = 60.0
 def run_tee(stamp: Path, marker: bytes, argv: list[str]) -> int:
     """Be QEMU for orch: run ``argv``, copy its stdout through, stamp the decisive line."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=sys.stdin, stderr=sys.stderr)
-    assert proc.stdout is not None
+    assert isinstance(proc.stdout, io.BufferedReader)
     out = sys.stdout.buffer
     window = b""
     stamped = False
@@ -133,7 +134,7 @@ def orch_round(image: Path, qemu: Path, stamp: Path, extra: list[str]) -> Sample
          "--json", "--timeout", str(TIMEOUT), "--boot-timeout", str(TIMEOUT),
          "--output", str(stamp.parent / "run"), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
-    assert proc.stdout is not None
+    assert isinstance(proc.stdout, io.BufferedReader)
     first = proc.stdout.read1(1)
     json_at = time.monotonic()
     rest = first + proc.stdout.read()
