@@ -248,9 +248,9 @@ class UI:
         text for logs and pasting into reviews."""
         no_color = not color or None  # None: rich decides (it honours NO_COLOR and TTYs)
         out = _Console(file=sys.stdout, highlight=False, soft_wrap=True, no_color=no_color,
-                       width=log_width(sys.stdout))
+                       color_system="auto" if color else None, width=log_width(sys.stdout))
         err = SafeConsole(file=sys.stderr, highlight=False, soft_wrap=True, no_color=no_color,
-                          width=log_width(sys.stderr))
+                          color_system="auto" if color else None, width=log_width(sys.stderr))
         return cls(out=out, err=err, quiet=quiet, json=json_mode, verbose=verbose)
 
     @classmethod

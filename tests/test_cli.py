@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import pytest
 
 from orchestrator.cli import main
@@ -23,11 +26,19 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_no_color_gives_plain_text_even_on_a_terminal() -> None:
+class _Terminal(io.StringIO):
+    """A stdout that says it is a TTY."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_no_color_gives_plain_text_even_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     from orchestrator.ui import UI
 
+    monkeypatch.setattr(sys, "stdout", _Terminal())
     ui = UI.create(color=False)
-    ui.out.force_terminal = True
+    assert ui.out.is_terminal
     with ui.out.capture() as captured:
         ui.out.print("[bold red]FAIL[/] (vmm-allocation)")
     assert captured.get() == "FAIL (vmm-allocation)\n"
