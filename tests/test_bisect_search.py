@@ -167,7 +167,8 @@ def test_era_rules_first_that_holds_wins() -> None:
     chosen = choose_image(rules, "default", "2024-06-01T10:00:00+00:00", read)
     assert chosen.image == "deps3" and chosen.rule.startswith("images[2]")
     assert choose_image(rules, "default", "2024-06-01", {"kernel/VERSION": "13.1"}.get).image == "re"
-    assert choose_image(rules, "default", "2024-06-01", {}.get) == ImageChoice("default", "default")
+    no_files: dict[str, str] = {}
+    assert choose_image(rules, "default", "2024-06-01", no_files.get) == ImageChoice("default", "default")
 
 
 @pytest.mark.parametrize(("rule", "message"), [

@@ -17,6 +17,7 @@ from orchestrator.boot.qemu import RECORD_NAME, RunRecord
 from orchestrator.build.variant_tree import variant_lock
 from orchestrator.errors import InputError, WorkspaceError
 from orchestrator.patchset import apply as lib
+from orchestrator.patchset.dryrun import parse_series
 from orchestrator.ui import to_jsonable
 from orchestrator.workspace.manifest import load_manifest
 from tests.test_patchset import make_patchset, simple_patch
@@ -28,7 +29,7 @@ def test_every_patch_checksum_is_verified_not_only_the_first(tmp_path: Path) -> 
     config = tmp_path / "three" / "patchset.toml"
     (tmp_path / "three" / "kernel" / "0003-p.patch").write_text(patches["0003-p.patch"] + "tampered\n")
     with pytest.raises(InputError) as error:
-        lib.parse_series(lib.resolve(["three"], [tmp_path]))
+        parse_series(lib.resolve(["three"], [tmp_path]))
     assert "checksum mismatch for kernel/0003-p.patch" in error.value.message
     assert config.is_file()
 

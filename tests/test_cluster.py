@@ -172,7 +172,7 @@ def test_report_merge_cli_rejects_a_directory_without_results(
 
 def _figures(results: dict[str, object]) -> list[tuple[object, ...]]:
     """What must be identical between a local run and a merged/distributed one."""
-    out = []
+    out: list[tuple[object, ...]] = []
     for v in results["variants"]:  # type: ignore[attr-defined]
         out.append((v["name"], v["patchsets"], v["outcome"], v["boot"]["verdict"], v["boot"]["cause"],
                     v["boot"]["guest"], v["vmm"], v["memory"], v["build"]["boot_image_sha256"]))

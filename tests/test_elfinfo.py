@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from orchestrator.analysis import elf
-from orchestrator.analysis.elf import find_symbol_in_file, iter_elf_files, section_size, vmm_static
+from orchestrator.analysis.elf import SymbolHit, find_symbol_in_file, iter_elf_files, section_size, vmm_static
 from tests.conftest import require_tools
 
 POOL = 0x140000  # 1.25 MiB
@@ -121,7 +122,12 @@ def test_only_the_component_programs_are_read_when_the_build_names_some(
         shutil.copy(linked, tmp_path / "libs" / f"tool{i}")
     opened: list[Path] = []
     real = elf.find_symbol_in_file
-    monkeypatch.setattr(elf, "find_symbol_in_file", lambda p, n: opened.append(p) or real(p, n))
+
+    def recording(path: Path, names: Sequence[str]) -> SymbolHit | None:
+        opened.append(path)
+        return real(path, names)
+
+    monkeypatch.setattr(elf, "find_symbol_in_file", recording)
     static = vmm_static(tmp_path)
     assert static.mempool is not None and static.mempool.file == linked
     assert opened == [linked]

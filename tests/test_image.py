@@ -11,12 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any, Protocol
 
 import pytest
 
 from orchestrator.cli import main
 from orchestrator.errors import InfraError, InputError
 from orchestrator.runtime import toolchain_image as image
+from orchestrator.runtime.docker import connect
 from orchestrator.shipped import shipped_dir
 from orchestrator.ui import UI
 from tests.conftest import missing
@@ -147,7 +149,7 @@ def test_wheels_are_checked_against_the_image_python(tmp_path: Path) -> None:
 
 
 def test_build_stream_lines() -> None:
-    chunks = [
+    chunks: list[dict[str, Any]] = [
         {"stream": "Step 1/3 : FROM base\n"},
         {"stream": " ---> abc\n\n"},
         {"status": "Pulling"},
@@ -232,7 +234,17 @@ def test_stack_stand_in_reads_the_cabal_file() -> None:
     assert parsed.ghc_options == ["-O2", "-Wall"]
 
 
-def _executables(shim: ModuleType, text: str) -> list[object]:
+class CabalExecutable(Protocol):
+    """The fields of the stand-in's ``Executable`` (the shim is loaded from a file, untyped)."""
+
+    name: str
+    depends: list[str]
+    source_dirs: list[str]
+    language: str | None
+    ghc_options: list[str]
+
+
+def _executables(shim: ModuleType, text: str) -> list[CabalExecutable]:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -292,7 +304,7 @@ BUILD_MIN_TOOLS = (
 def test_orch_image_build_makes_the_build_min_stage(capsys: pytest.CaptureFixture[str]) -> None:
     base = os.environ.get("ORCH_TEST_BASE_IMAGE", "orch-test-base:bookworm")
     try:
-        client = image.connect()
+        client = connect()
     except InfraError as error:
         missing(str(error))
     if image.find_image(client, base) is None:

@@ -93,9 +93,9 @@ def applied_shape(ws: Path) -> dict[str, tuple[str, ...]]:
     return result
 
 
-def orch_cli(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+def orch_cli(*args: str, start_new_session: bool = False) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)  # type: ignore[call-overload]
+                            stderr=subprocess.PIPE, text=True, start_new_session=start_new_session)
 
 
 def run_cli(*args: str) -> tuple[int, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -189,7 +190,7 @@ def test_a_journal_left_by_a_dead_process_is_undone_by_the_next_apply(tree: Sour
             touched=git(d, "diff", "--name-only", pinned, head).split(), absent=[], locks=[],
             refs=[oplog.RefChange(ref, None, sha) for ref, sha in written
                   if ref not in USER_REFS])
-        journal_of(tree, path).write_text(json.dumps(oplog.asdict(entry)))
+        journal_of(tree, path).write_text(json.dumps(asdict(entry)))
     (Path(git(tree.project(LIBS).directory, "rev-parse", "--absolute-git-dir")) / "HEAD.lock").write_text("")
     recovered = lib.recover_interrupted(tree)
     assert [r.outcome for r in recovered] == ["undone"]
@@ -207,7 +208,7 @@ def test_a_committed_journal_means_the_operation_finished(tree: SourceTree) -> N
             op="cafe", kind="apply", pid=2**22 + 7, started="2026-01-01T00:00:00+00:00",
             projects=list(tree.projects), project=path, head=checkout.pinned, head_ref=None,
             touched=[], absent=[], locks=[], state=oplog.COMMITTED if path == LIBS else oplog.STARTED)
-        journal_of(tree, path).write_text(json.dumps(oplog.asdict(entry)))
+        journal_of(tree, path).write_text(json.dumps(asdict(entry)))
     recovered = lib.recover_interrupted(tree)
     assert [r.outcome for r in recovered] == ["completed"]
     assert snapshot(tree) == after
@@ -223,7 +224,7 @@ def test_a_journal_of_a_running_process_is_left_alone(tree: SourceTree) -> None:
             op="live", kind="revert", pid=sleeper.pid, started="now", projects=["kernel"],
             project="kernel", head=tree.project("kernel").pinned, head_ref=None, touched=[], absent=[],
             locks=[])
-        journal_of(tree, "kernel").write_text(json.dumps(oplog.asdict(entry)))
+        journal_of(tree, "kernel").write_text(json.dumps(asdict(entry)))
         with pytest.raises(WorkspaceError) as error:
             lib.apply(tree, lib.resolve(["largepage"], SHIPPED))
         assert f"pid {sleeper.pid}" in error.value.message
@@ -244,7 +245,7 @@ def test_a_ref_the_user_moved_after_the_crash_is_left_where_they_put_it(tree: So
         op="moved", kind="apply", pid=2**22 + 7, started="then", projects=["kernel"], project="kernel",
         head=tree.project("kernel").pinned, head_ref=None, touched=[], absent=[], locks=[],
         refs=[oplog.RefChange("refs/heads/orch/largepage", None, head)])
-    journal_of(tree, "kernel").write_text(json.dumps(oplog.asdict(entry)))
+    journal_of(tree, "kernel").write_text(json.dumps(asdict(entry)))
     recovered = lib.recover_interrupted(tree)
     assert git(d, "rev-parse", "refs/heads/orch/largepage") == mine
     assert any("was moved since" in note for note in recovered[0].notes)

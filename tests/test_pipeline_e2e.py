@@ -69,6 +69,7 @@ def test_host_build_end_to_end(fx: E2EFixture, capsys: pytest.CaptureFixture[str
         assert json.loads((latest / name / "metadata.json").read_text())["status"] == "pass"
 
     suite = SafeET.parse(latest / "junit.xml").getroot()
+    assert suite is not None
     assert suite.get("tests") == "2" and suite.get("failures") == "0" and suite.get("errors") == "0"
     assert {c.get("name") for c in suite.iter("testcase")} == {"4k", "largepage"}
 
@@ -111,6 +112,7 @@ def test_host_build_without_expectations(tmp_path: Path, capsys: pytest.CaptureF
     data = json.loads(out)
     assert [v["outcome"] for v in data["variants"]] == ["fail", "pass"]
     junit = SafeET.parse(fx.workspace / ".orch/results/latest/junit.xml").getroot()
+    assert junit is not None
     assert junit.get("failures") == "1"
     code, _out, _err = orch(capsys, *build_args(fx, "--executor", "host", "--variant", "largepage", "-q"))
     assert code == 0

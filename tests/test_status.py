@@ -12,8 +12,9 @@ from orchestrator.cli.status import status_table
 from orchestrator.workspace.manifest import load_manifest
 from orchestrator.workspace.sync import ProjectStatus
 from tests import test_sync
+from tests.support.cli import orch
 from tests.support.git import git
-from tests.test_sync import Server, orch
+from tests.test_sync import Server
 
 server = test_sync.server  # the same fixtures: upstreams + manifest repository, synced workspace
 synced = test_sync.synced

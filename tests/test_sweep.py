@@ -23,7 +23,7 @@ from orchestrator.cli import main
 from orchestrator.errors import InputError
 from orchestrator.sweep import probe as probe_module
 from orchestrator.sweep import results
-from orchestrator.sweep.plan import PointResult, ProbeRecord, Search, parse_axis, parse_search
+from orchestrator.sweep.plan import PointResult, PointTask, ProbeRecord, Search, parse_axis, parse_search
 from orchestrator.sweep.search import minimize, violations
 from tests.conftest import require_tools
 from tests.support.cli import CTRL_C_ABLE
@@ -341,8 +341,8 @@ def test_a_timed_out_probe_is_booted_once_more(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(probe_module, "probe", fake_probe)
     monkeypatch.setattr(probe_module, "_load", lambda task: object())
-    task = probe_module.PointTask(sweep="s", index=0, workspace="ws", patchset="p", variant="v", tree="t",
-                                  point=(), search=Search("mempool", 64 * MiB, 96 * MiB, MiB))
+    task = PointTask(sweep="s", index=0, workspace="ws", patchset="p", variant="v", tree="t",
+                     point=(), search=Search("mempool", 64 * MiB, 96 * MiB, MiB))
     seen: list[str] = []
     result = probe_module.run_point(task, on_probe=lambda _task, record: seen.append(record.verdict))
 

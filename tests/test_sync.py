@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import EXIT_USAGE, InfraError
-from orchestrator.workspace.sync import JOURNAL, Workspace
+from orchestrator.layout import CHECKOUT_JOURNAL as JOURNAL
+from orchestrator.workspace.sync import Workspace
 from tests.support.cli import orch
 from tests.support.git import Upstream, git, make_manifest_repo, make_upstream
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import EXIT_USAGE
+from tests.support.cli import orch
 from tests.support.git import git, make_upstream
-from tests.test_sync import Server, actions, default_body, orch, server, sync_json
+from tests.test_sync import Server, actions, default_body, server, sync_json
 
 __all__ = ["server"]
 

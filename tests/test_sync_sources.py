@@ -13,8 +13,9 @@ import pytest
 
 from orchestrator.workspace.manifest import load_manifest
 from tests import test_sync
+from tests.support.cli import orch
 from tests.support.git import git
-from tests.test_sync import Server, orch, sync_json
+from tests.test_sync import Server, sync_json
 
 server = test_sync.server  # the same fixture: bare upstreams and a manifest with fetch="../seL4"
 

@@ -4,6 +4,8 @@ process that Ctrl-C reaches."""
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
+from typing import TypedDict
 
 import pytest
 
@@ -21,7 +23,13 @@ def _hear_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-CTRL_C_ABLE = {"preexec_fn": _hear_ctrl_c}
+class PopenOptions(TypedDict):
+    """The keyword arguments of ``subprocess.Popen`` that :data:`CTRL_C_ABLE` sets."""
+
+    preexec_fn: Callable[[], None]
+
+
+CTRL_C_ABLE: PopenOptions = {"preexec_fn": _hear_ctrl_c}
 """``subprocess.Popen(..., **CTRL_C_ABLE)`` for a child a test interrupts with SIGINT: a test run
 started in the background (``pytest &``, ``nohup``) ignores SIGINT and its children inherit
 that, so Python would never raise KeyboardInterrupt in them and the test would see the job
