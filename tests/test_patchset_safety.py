@@ -117,6 +117,23 @@ def test_failed_apply_in_a_worktree_keeps_user_refs(tree: SourceTree, tmp_path: 
     assert snapshot(tree) == main_before
 
 
+def test_failed_apply_is_rolled_back_though_a_post_checkout_hook_fails(tree: SourceTree) -> None:
+    """The user's post-checkout hook in the first project exits 1 (printing nothing): the
+    rollback of that project still completes (it used to stop half-way, every retry too)."""
+    d = tree.project("kernel").directory
+    hooks = Path(git(d, "rev-parse", "--git-path", "hooks"))
+    hooks = hooks if hooks.is_absolute() else d / hooks
+    hooks.mkdir(parents=True, exist_ok=True)
+    (hooks / "post-checkout").write_text("#!/bin/sh\nexit 1\n")
+    (hooks / "post-checkout").chmod(0o755)
+    failing_hook(tree, LIBS)
+    before = snapshot(tree)
+    with pytest.raises(InputError):
+        lib.apply(tree, lib.resolve(["largepage"], SHIPPED))
+    assert snapshot(tree) == before
+    assert no_journals(tree)
+
+
 def test_revert_is_all_or_nothing_with_a_stale_head_lock_in_the_second_project(tree: SourceTree) -> None:
     chain = lib.resolve(["largepage"], SHIPPED)
     lib.apply(tree, chain)
@@ -523,3 +540,78 @@ def test_a_git_failure_while_undoing_is_one_line_naming_the_command(repo: Path, 
         oplog.recover({"kernel": repo})
     assert exc.value.message.startswith(f"{repo}: git read-tree: fatal: ")
     assert "\n" not in exc.value.message
+
+
+def test_every_ref_is_put_back_whatever_the_refs_after_it_hold(repo: Path, dead_pid: int) -> None:
+    """Undo walks all the refs: one never written, one the user moved and one the user deleted
+    since do not stop it from putting back the refs noted before them."""
+    base = git(repo, "rev-parse", "HEAD")
+    ours = git(repo, "commit-tree", git(repo, "rev-parse", "HEAD^{tree}"), "-p", base, "-m", "ours")
+    theirs = git(repo, "commit-tree", git(repo, "rev-parse", "HEAD^{tree}"), "-p", base, "-m", "theirs")
+    journal = begin(repo, pid=dead_pid)
+    created, moved_back, moved, gone, never = (f"refs/heads/orch/{n}" for n in
+                                                ("created", "moved-back", "moved", "gone", "never"))
+    for ref in (moved_back, gone):  # branches that existed before the operation
+        git(repo, "update-ref", ref, base)
+    journal.will_write([oplog.RefChange(created, None, ours), oplog.RefChange(moved_back, base, ours),
+                        oplog.RefChange(moved, None, ours), oplog.RefChange(gone, base, ours),
+                        oplog.RefChange(never, None, ours)])
+    for ref in (created, moved_back, moved, gone):
+        git(repo, "update-ref", ref, ours)
+    # killed before writing `never`; then the user moved one ref and deleted another
+    git(repo, "update-ref", moved, theirs)
+    git(repo, "update-ref", "-d", gone)
+
+    done = oplog.recover({"kernel": repo})
+    assert done[0].notes == [f"kernel: {gone} was moved since; left at nothing",
+                             f"kernel: {moved} was moved since; left at {theirs}"]
+    assert git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/orch/") == (
+        f"{moved} {theirs}\n{moved_back} {base}")
+
+
+def test_undo_leaves_edits_to_files_the_operation_does_not_touch(repo: Path, dead_pid: int) -> None:
+    journal = begin(repo, pid=dead_pid)
+    half_applied(repo, journal)
+    (repo / "README").write_text("the user's edit, made after the crash\n")
+    (repo / "notes.txt").write_text("untracked\n")
+    oplog.recover({"kernel": repo})
+    assert (repo / "a.c").read_text() == "int a;\n"
+    assert (repo / "README").read_text() == "the user's edit, made after the crash\n"
+    assert (repo / "notes.txt").read_text() == "untracked\n"
+
+
+def test_undo_restores_paths_named_like_options_with_spaces_or_not_utf8(repo: Path, dead_pid: int) -> None:
+    odd = ["-p.c", "two words.c", "caf\udce9.c"]  # the last is the byte 0xe9, not UTF-8
+    for name in odd:
+        (repo / name).write_text(f"{name!r} at the base\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "odd names")
+    head = git(repo, "rev-parse", "HEAD")
+    journal = oplog.Journal.begin(git_dir=repo / ".git", checkout=repo, op="odd", kind="apply",
+                                  projects=["kernel"], project="kernel", head=head,
+                                  head_ref="refs/heads/master", touched=[*odd, "new name.c"])
+    journal.entry.pid = dead_pid
+    journal.save()
+    for name in [*odd, "new name.c"]:
+        (repo / name).write_text("half of a patch\n")
+    oplog.recover({"kernel": repo})
+    assert [(repo / name).read_text() for name in odd] == [f"{name!r} at the base\n" for name in odd]
+    assert not (repo / "new name.c").exists()
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_failing_post_checkout_hook_does_not_stop_the_undo(repo: Path, dead_pid: int) -> None:
+    """The user's post-checkout hook is not run by an undo: a hook failing silently made every
+    undo stop half-way (refs and new files left) and fail again on each retry."""
+    base = git(repo, "rev-parse", "HEAD")
+    journal = begin(repo, pid=dead_pid)
+    half_applied(repo, journal)
+    hook = repo / ".git/hooks/post-checkout"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text("#!/bin/sh\nexit 1\n")
+    hook.chmod(0o755)
+    assert [d.outcome for d in oplog.recover({"kernel": repo})] == ["undone"]
+    assert git(repo, "rev-parse", "HEAD") == base and (repo / "a.c").read_text() == "int a;\n"
+    assert not (repo / "new").exists()
+    assert git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/orch/") == ""
+    assert oplog.interrupted_operations({"kernel": repo}) == []

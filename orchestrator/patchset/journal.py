@@ -92,9 +92,14 @@ def _common_dir(git_dir: Path) -> Path:
     return (git_dir / rel).resolve()
 
 
+# An undo runs none of the user's hooks: it puts back a state they already had, and a hook
+# failing (a post-checkout hook's exit status is checkout's) must not stop it half-way.
+_NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
+
+
 def _git(checkout: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(checkout), *args], input=stdin, capture_output=True,
-                          text=True, errors="surrogateescape", check=False)
+    return subprocess.run(["git", "-C", str(checkout), *_NO_HOOKS, *args], input=stdin,
+                          capture_output=True, text=True, errors="surrogateescape", check=False)
 
 
 def _git_ok(checkout: Path, *args: str, stdin: str | None = None) -> str:
