@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -558,3 +560,17 @@ def test_a_written_patchset_toml_reads_back_the_same(tmp_path: Path) -> None:
     write_config(written)
     back = parse_config("fix", directory)
     assert back == written
+
+
+def test_patchset_toml_is_written_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    """TOML is UTF-8: an orch running under an ASCII locale (C, no UTF-8 mode) writes a
+    description with non-ASCII text as UTF-8 too, and it reads back the same."""
+    directory, description = tmp_path / "fix", "Größe: 2 MiB, café"
+    script = ("import sys; from pathlib import Path; "
+              "from orchestrator.patchset.config import Patchset, write_config; "
+              f"write_config(Patchset('fix', Path(sys.argv[1]), description={description!a}))")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    proc = subprocess.run([sys.executable, "-c", script, str(directory)], env=env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert parse_config("fix", directory).description == description
