@@ -564,13 +564,16 @@ def test_a_written_patchset_toml_reads_back_the_same(tmp_path: Path) -> None:
 
 def test_patchset_toml_is_written_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
     """TOML is UTF-8: an orch running under an ASCII locale (C, no UTF-8 mode) writes a
-    description with non-ASCII text as UTF-8 too, and it reads back the same."""
-    directory, description = tmp_path / "fix", "Größe: 2 MiB, café"
+    description with non-ASCII text byte for byte as one under a UTF-8 locale does."""
+    description = "Größe: 2 MiB, café"
+    write_config(Patchset("fix", tmp_path / "here", description=description))
     script = ("import sys; from pathlib import Path; "
               "from orchestrator.patchset.config import Patchset, write_config; "
               f"write_config(Patchset('fix', Path(sys.argv[1]), description={description!a}))")
     env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
-    proc = subprocess.run([sys.executable, "-c", script, str(directory)], env=env,
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "ascii")], env=env,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert parse_config("fix", directory).description == description
+    written = [(tmp_path / d / "patchset.toml").read_bytes() for d in ("here", "ascii")]
+    assert written[0] == written[1] and description.encode() in written[0]
+    assert parse_config("fix", tmp_path / "ascii").description == description

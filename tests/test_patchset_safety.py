@@ -615,3 +615,29 @@ def test_a_failing_post_checkout_hook_does_not_stop_the_undo(repo: Path, dead_pi
     assert not (repo / "new").exists()
     assert git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/orch/") == ""
     assert oplog.interrupted_operations({"kernel": repo}) == []
+
+
+@pytest.mark.parametrize("existed", [False, True], ids=["created", "moved"])
+def test_a_ref_moved_while_undo_runs_is_not_overwritten(repo: Path, dead_pid: int, existed: bool,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ref is written back only if it still holds what the operation wrote *at the write*:
+    one the user moves between undo's check and its write makes the undo fail, not clobber it."""
+    base = git(repo, "rev-parse", "HEAD")
+    ours = git(repo, "commit-tree", git(repo, "rev-parse", "HEAD^{tree}"), "-p", base, "-m", "ours")
+    theirs = git(repo, "commit-tree", git(repo, "rev-parse", "HEAD^{tree}"), "-p", base, "-m", "theirs")
+    journal = begin(repo, pid=dead_pid)
+    journal.will_write([oplog.RefChange(BRANCH, base if existed else None, ours)])
+    git(repo, "update-ref", BRANCH, ours)
+    check = oplog._git
+
+    def user_moves_the_ref_after_the_check(checkout: Path, *args: str,
+                                           stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        proc = check(checkout, *args, stdin=stdin)
+        if args[0] == "rev-parse" and BRANCH in args:
+            git(repo, "update-ref", BRANCH, theirs)
+        return proc
+
+    monkeypatch.setattr(oplog, "_git", user_moves_the_ref_after_the_check)
+    with pytest.raises(WorkspaceError, match="git update-ref"):
+        oplog.recover({"kernel": repo})
+    assert git(repo, "rev-parse", BRANCH) == theirs
