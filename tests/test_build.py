@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -24,13 +25,15 @@ import pytest
 from orchestrator.build.builder import (
     BuildContext,
     BuildResult,
+    _Interrupted,
+    _Pipeline,
     build_variant,
     build_variants,
     source_date_epoch,
 )
 from orchestrator.build.spec import VariantSpec, override
 from orchestrator.build.variant_tree import worktrees_of
-from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, InfraError, WorkspaceError
+from orchestrator.errors import EXIT_CANNOT_TEST, EXIT_FAIL, InfraError, OrchError, WorkspaceError
 from orchestrator.layout import sel4_cache_dir
 from orchestrator.runtime.base import LABEL_WORKSPACE, Runtime
 from orchestrator.runtime.docker import DockerRuntime
@@ -393,3 +396,73 @@ def test_rebuild_never_overwrites_a_successful_build(ws: BuildWorkspace) -> None
     assert source_date_epoch(ws.tree)["SOURCE_DATE_EPOCH"].isdigit()
     # the next run reuses a build of those inputs, without building again
     assert build_variant(context(ws), variant, ws.chain(["vm-2g"])).cached
+
+
+class WatchingRuntime(HostRuntime):
+    """The host runtime, noting at each build's start which variant trees are ready and how
+    many builds run at once."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+        self.running = 0
+        self.most_at_once = 0
+        self.ready_at_start: dict[str, list[str]] = {}
+        self.first_started = threading.Event()
+
+    def ready_trees(self) -> list[str]:
+        return sorted(p.parent.name for p in (self.root / ".orch" / "variants").glob("*/tree.key"))
+
+    def run(self, job: Any) -> Any:
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            if not self.first_started.is_set():
+                self.first_started.set()
+                deadline = time.monotonic() + 30  # the next tree is prepared meanwhile
+                while time.monotonic() < deadline and len(self.ready_trees()) < 2:
+                    time.sleep(0.05)
+            self.ready_at_start[job.name] = self.ready_trees()
+            return super().run(job)
+        finally:
+            self.running -= 1
+
+
+def test_the_next_tree_is_prepared_while_a_variant_builds(ws: BuildWorkspace) -> None:
+    """With one build slot the builds run one after another, but the second variant's tree
+    (worktrees, patches) is made while the first builds, not after it."""
+    watching = WatchingRuntime(ws.root)
+    results = build_variants(context(ws, watching), ws.variants(), jobs=1)
+    assert [(r.variant, r.status) for r in results] == [("4k", "pass"), ("largepage", "pass")]
+    assert watching.most_at_once == 1
+    assert watching.ready_at_start["4k"] == ["4k", "largepage"]
+    large = ws.root / ".orch" / "variants" / "largepage" / "src"
+    assert (ws.root / ".orch" / "variants" / "largepage" / "tree.key").is_file() and large.is_dir()
+
+
+def test_a_tree_that_cannot_be_made_stops_nothing_already_building(ws: BuildWorkspace) -> None:
+    """The second variant's patch breaks while the first builds: the first still builds, the
+    error is the second's, and nothing of the second's tree is left."""
+    ws.edit_patch("largepage", "-#define FRAME_SIZE_BITS 12", "-#define FRAME_SIZE_BITS 13")
+    watching = WatchingRuntime(ws.root)
+    with pytest.raises(OrchError) as caught:
+        build_variants(context(ws, watching), ws.variants(), jobs=1)
+    assert "largepage" in str(caught.value) or "patch" in str(caught.value).lower()
+    assert "4k" in watching.ready_at_start
+    assert (ws.root / ".orch" / "variants" / "4k" / "tree.key").is_file()  # built and kept
+    for checkout in ws.tree.projects.values():
+        assert not [p for p in worktrees_of(checkout.directory) if "variants/largepage" in str(p)]
+    assert not (ws.root / ".orch" / "variants" / "largepage" / "src").exists()
+
+
+def test_ctrl_c_ends_a_wait_for_a_tree_turn_or_a_build_slot() -> None:
+    cancel = threading.Event()
+    pipeline = _Pipeline(1, cancel)
+    with pipeline.building():
+        cancel.set()
+        with pytest.raises(_Interrupted), pipeline.building():
+            pass
+        with pytest.raises(_Interrupted), pipeline.preparing(1):  # plan 0 never passed its turn
+            pass
+    with pipeline.preparing(0):  # its own turn needs no waiting
+        pass

@@ -7,6 +7,8 @@ worktree tree (:mod:`orchestrator.build.variant_tree`), apply its patchsets ther
 ``../src/init-build.sh <options>`` (only when the configure inputs changed) and ``ninja`` in
 its build dir through an :class:`~orchestrator.runtime.base.Runtime`, and copy the image, the
 ``simulate`` script, the log and a ``metadata.json`` to ``.orch/builds/<variant>/<hash>/``.
+Trees are prepared one variant after another, each while the build before it runs; at most
+``jobs`` builds run at once (:class:`_Pipeline`).
 
 Outcomes: a broken build of the code under test is a :class:`BuildResult` with status
 ``fail`` (exit 1: that revision is broken); machinery trouble (Docker, disk full, timeout)
@@ -24,7 +26,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -145,6 +147,50 @@ class BuildContext:
     three_way: bool = False  # apply the patchsets with git am --3way (orch bisect: other eras)
 
 
+class _Pipeline:
+    """The order variants go through: their trees are prepared one after another in plan
+    order (each tree is already checked out several projects at a time), and at most ``jobs``
+    builds run at once. A tree is prepared while the build before it runs, so checking out the
+    next variant's 19 projects hides behind the build tools instead of adding to the wall time."""
+
+    def __init__(self, jobs: int, cancel: threading.Event) -> None:
+        self._turn = 0
+        self._turns = threading.Condition()
+        self._slots = threading.Semaphore(max(1, jobs))
+        self._cancel = cancel
+
+    @contextlib.contextmanager
+    def preparing(self, index: int) -> Iterator[None]:
+        """Hold the tree-preparing turn of plan ``index`` (after every earlier plan's)."""
+        with self._turns:
+            while self._turn < index:
+                if self._cancel.is_set():
+                    raise _Interrupted()
+                self._turns.wait(timeout=0.2)
+        try:
+            yield
+        finally:
+            self.pass_turn(index)
+
+    def pass_turn(self, index: int) -> None:
+        """Plan ``index`` needs the turn no more (prepared, cached, or failed)."""
+        with self._turns:
+            if self._turn == index:
+                self._turn = index + 1
+                self._turns.notify_all()
+
+    @contextlib.contextmanager
+    def building(self) -> Iterator[None]:
+        """One of the ``jobs`` build slots; Ctrl-C while waiting for it cancels."""
+        while not self._slots.acquire(timeout=0.2):
+            if self._cancel.is_set():
+                raise _Interrupted()
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
 @dataclass(frozen=True)
 class _Shared:
     """Facts computed once per run, before the variants build."""
@@ -155,6 +201,7 @@ class _Shared:
     manifest: dict[str, Any]
     cancel: threading.Event
     repo_locks: RepoLocks
+    pipeline: _Pipeline
 
 
 class _Interrupted(Exception):
@@ -472,7 +519,16 @@ def _disk_full(error: OSError, where: Path) -> InfraError:
                       hint="free some space (old variant trees: rm -rf .orch/variants) and retry")
 
 
-def _run_variant(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tracker) -> BuildResult:
+def _run_variant(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tracker,
+                 index: int) -> BuildResult:
+    try:
+        return _run_variant_in_turn(ctx, shared, plan, tracker, index)
+    finally:
+        shared.pipeline.pass_turn(index)
+
+
+def _run_variant_in_turn(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tracker,
+                         index: int) -> BuildResult:
     name = plan.variant.name
     task = tracker.add(f"build {name}", total=None)
     if not ctx.rebuild and (hit := _cached(ctx, plan)) is not None:
@@ -483,7 +539,7 @@ def _run_variant(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Track
     plan = fresh_output_dir(plan)
     with variant_lock(ctx.root, name):
         try:
-            result = _build_in_tree(ctx, shared, plan, tracker, task)
+            result = _build_in_tree(ctx, shared, plan, tracker, task, index)
         except OSError as exc:
             remove_variant_tree(ctx.root, name, ctx.tree, locks=shared.repo_locks, warn=ctx.ui.warn)
             if exc.errno == errno.ENOSPC:
@@ -500,9 +556,8 @@ def _run_variant(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Track
     return result
 
 
-def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tracker,
-                   task: int) -> BuildResult:
-    tracker.advance(task, 0, status="preparing")
+def _prepared_tree(ctx: BuildContext, shared: _Shared, plan: _Plan) -> VariantTree:
+    """The variant's tree at its pins with its patchsets and parameters applied."""
     variant, ready = prepare_variant_tree(ctx.root, plan.variant.name, ctx.tree, shared.commits,
                                           shared.links, plan.tree_key, locks=shared.repo_locks,
                                           warn=ctx.ui.warn)
@@ -512,6 +567,22 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
         mark_ready(variant, plan.tree_key)
     set_parameter_layer(variant, plan.params_key,
                         lambda tree: apply_values(tree, ctx.spec.params, plan.variant.params))
+    return variant
+
+
+def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tracker,
+                   task: int, index: int) -> BuildResult:
+    with shared.pipeline.preparing(index):
+        tracker.advance(task, 0, status="preparing")
+        variant = _prepared_tree(ctx, shared, plan)
+    tracker.advance(task, 0, status="waiting")
+    with shared.pipeline.building():
+        return _build_prepared(ctx, shared, plan, tracker, task, variant)
+
+
+def _build_prepared(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tracker, task: int,
+                    variant: VariantTree) -> BuildResult:
+    tracker.advance(task, 0, status="starting")
     configure_key = _configure_key(ctx, plan, shared, variant)
     key_file = variant.build / _CONFIGURE_KEY
     configure = not (variant.build / "build.ninja").is_file() or (
@@ -638,7 +709,7 @@ def compare_with_earlier(plan: _Plan, artifacts: Sequence[Artifact]) -> dict[str
     return {"compared_with": earlier[-1].name, "identical": not differ, "differ": differ}
 
 
-def _shared(ctx: BuildContext) -> _Shared:
+def _shared(ctx: BuildContext, jobs: int) -> _Shared:
     info = ctx.runtime.info(ctx.ui)
     commits = {path: checkout.pinned for path, checkout in sorted(ctx.tree.projects.items())}
     for path, checkout in sorted(ctx.tree.projects.items()) if ctx.warn_checkouts else ():
@@ -648,7 +719,8 @@ def _shared(ctx: BuildContext) -> _Shared:
                         "orch patchset import)")
     links = tuple(ctx.links) if ctx.links is not None else tuple(workspace_links(ctx.root, ctx.tree))
     manifest = dict(ctx.manifest) if ctx.manifest is not None else recorded_manifest(ctx.root)
-    return _Shared(info, commits, links, manifest, threading.Event(), RepoLocks())
+    cancel = threading.Event()
+    return _Shared(info, commits, links, manifest, cancel, RepoLocks(), _Pipeline(jobs, cancel))
 
 
 def build_variants(
@@ -662,12 +734,14 @@ def build_variants(
     Raises :class:`InfraError` for machinery trouble and KeyboardInterrupt on Ctrl-C, after
     every running build has stopped and cleaned up."""
     names = [v.name for v, _ in variants]
-    shared = _shared(ctx)
+    shared = _shared(ctx, jobs)
     plans = [_plan(ctx, shared, v, p) for v, p in variants]
+    # one worker more than build slots: it prepares the next variant's tree meanwhile
     with ctx.ui.tracker() as tracker, concurrent.futures.ThreadPoolExecutor(
-        max_workers=max(1, jobs), thread_name_prefix="build"
+        max_workers=max(1, jobs) + 1, thread_name_prefix="build"
     ) as pool:
-        futures = [pool.submit(_run_variant, ctx, shared, plan, tracker) for plan in plans]
+        futures = [pool.submit(_run_variant, ctx, shared, plan, tracker, index)
+                   for index, plan in enumerate(plans)]
         try:
             pending = set(futures)
             while pending:
