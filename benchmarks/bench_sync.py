@@ -15,6 +15,8 @@ its branch tip) and an equivalent ``west.yml``. Then times, in rounds whose orde
   * ``orch sync -j N -m MANIFEST_URL`` into an empty workspace (cold), then again (no-op)
   * ``repo init -u MANIFEST_URL && repo sync -j N``, when a ``repo`` launcher is found
   * ``west init -m MANIFEST_URL && west update``, when ``west`` is installed
+  * with ``--floor``: git alone doing what orch asks of it, ``-j N`` projects at once (partial
+    clones, and whole ones), with no orch around it: the floor of orch's strategy
 
 and ``orch --version`` and the no-op sync as whole processes (wall time from outside), and
 prints the median per-round ratio of orch's cold sync against each peer, in wall time and in
@@ -33,6 +35,7 @@ from ``--repo-url URL`` (e.g. a local clone of git-repo, ``file://...``, to run 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import resource
@@ -241,6 +244,21 @@ def plain_loop(fixture: Fixture, dest: Path) -> None:
         run_quiet(["git", "-C", str(target), "checkout", "-q", sha])
 
 
+def git_alone(fixture: Fixture, dest: Path, *, jobs: int, partial: bool) -> None:
+    """What orch's cold sync asks of git and nothing more, ``jobs`` projects at once: a
+    clone (partial: ``--filter=blob:none``, the blobs then fetched by the checkout) and a
+    checkout of the pin. orch against this is orch's own cost; this against the plain loop is
+    what the strategy can give at best."""
+    def one(item: tuple[str, str]) -> None:
+        name, sha = item
+        target = dest / "projects" / name
+        options = ["--filter=blob:none"] if partial else []
+        run_quiet(["git", "clone", "-q", "--no-checkout", *options, fixture.url(name), str(target)])
+        run_quiet(["git", "-C", str(target), "checkout", "-q", sha])
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, fixture.pins.items()))
+
+
 def orch_command(ws: Path, fixture: Fixture, jobs: int, extra: Sequence[str] = ()) -> list[str]:
     return [sys.executable, "-m", "orchestrator", "sync", "-q", "-w", str(ws), "-m", fixture.manifest_url,
             "-j", str(jobs), *extra]
@@ -318,6 +336,9 @@ def main() -> int:
     parser.add_argument("--no-peers", action="store_true", help="time only orch and the plain loop")
     parser.add_argument("--orch-option", action="append", default=[], metavar="OPTION",
                         help="pass OPTION to the cold orch sync too, e.g. --orch-option=--no-partial-clone")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time git alone doing what orch asks of it (partial and whole clones, "
+                             "-j N, no orch): the best the strategy can do")
     parser.add_argument("--server", type=Path, help="time these bare repositories (NAME.git) instead")
     parser.add_argument("--keep", type=Path, help="build in (and keep) this directory")
     args = parser.parse_args()
@@ -359,6 +380,12 @@ def compare(fixture: Fixture, base: Path, args: argparse.Namespace) -> int:
                      lambda dest: run_quiet(orch_command(dest, fixture, args.jobs, args.orch_option)))
     loop = Contender("plain git clone + checkout loop", lambda dest: plain_loop(fixture, dest))
     peers = [loop]
+    if args.floor:
+        for partial in (True, False):
+            kind = "partial" if partial else "whole"
+            peers.append(Contender(
+                f"git alone, {kind} clones -j{args.jobs}",
+                functools.partial(git_alone, fixture, jobs=args.jobs, partial=partial)))
     launcher = None if args.no_peers else find_repo_launcher(args.repo)
     if launcher:
         peers.append(Contender(f"repo init + repo sync -j{args.jobs}",
