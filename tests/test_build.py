@@ -466,3 +466,27 @@ def test_ctrl_c_ends_a_wait_for_a_tree_turn_or_a_build_slot() -> None:
             pass
     with pipeline.preparing(0):  # its own turn needs no waiting
         pass
+
+
+class CtrlCDuringRuntime(HostRuntime):
+    """The host runtime; the first build it runs is cancelled (the main thread's answer to
+    Ctrl-C) as it starts."""
+
+    def run(self, job: Any) -> Any:
+        assert job.cancel is not None
+        job.cancel.set()
+        return super().run(job)
+
+
+def test_ctrl_c_keeps_the_tree_of_a_variant_still_waiting_to_build(ws: BuildWorkspace) -> None:
+    """Ctrl-C during the first build: the variant waiting for a build slot keeps its kept
+    tree and build directory (the next build of it stays incremental); the one that was
+    building is taken down as before."""
+    build_variants(context(ws), ws.variants(), jobs=1)
+    large = ws.root / ".orch" / "variants" / "largepage"
+    ninja_file = large / "build" / "build.ninja"
+    assert ninja_file.is_file()
+    with pytest.raises(KeyboardInterrupt):
+        build_variants(context(ws, CtrlCDuringRuntime(), rebuild=True), ws.variants(), jobs=1)
+    assert ninja_file.is_file() and (large / "tree.key").is_file()
+    assert not (ws.root / ".orch" / "variants" / "4k" / "src").exists()

@@ -165,7 +165,7 @@ class _Pipeline:
         with self._turns:
             while self._turn < index:
                 if self._cancel.is_set():
-                    raise _Interrupted()
+                    raise _CancelledWhileWaiting()
                 self._turns.wait(timeout=0.2)
         try:
             yield
@@ -184,7 +184,7 @@ class _Pipeline:
         """One of the ``jobs`` build slots; Ctrl-C while waiting for it cancels."""
         while not self._slots.acquire(timeout=0.2):
             if self._cancel.is_set():
-                raise _Interrupted()
+                raise _CancelledWhileWaiting()
         try:
             yield
         finally:
@@ -206,6 +206,11 @@ class _Shared:
 
 class _Interrupted(Exception):
     """A worker's build was cancelled by Ctrl-C in the main thread."""
+
+
+class _CancelledWhileWaiting(_Interrupted):
+    """Ctrl-C came while a variant waited for its turn or a build slot: its tree is either
+    untouched or fully prepared, so it is kept as it is (a kept tree stays incremental)."""
 
 
 def patch_records(patchset: Patchset) -> list[PatchRecord]:
@@ -540,6 +545,9 @@ def _run_variant_in_turn(ctx: BuildContext, shared: _Shared, plan: _Plan, tracke
     with variant_lock(ctx.root, name):
         try:
             result = _build_in_tree(ctx, shared, plan, tracker, task, index)
+        except _CancelledWhileWaiting:
+            tracker.done(task, "interrupted")
+            raise
         except OSError as exc:
             remove_variant_tree(ctx.root, name, ctx.tree, locks=shared.repo_locks, warn=ctx.ui.warn)
             if exc.errno == errno.ENOSPC:
