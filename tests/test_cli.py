@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import sys
+from typing import Any
 
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.cli import _run, main
 
 
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -42,6 +44,24 @@ def test_no_color_gives_plain_text_even_on_a_terminal(monkeypatch: pytest.Monkey
     with ui.out.capture() as captured:
         ui.out.print("[bold red]FAIL[/] (vmm-allocation)")
     assert captured.get() == "FAIL (vmm-allocation)\n"
+
+
+def test_no_color_in_the_environment_is_no_color_on_a_terminal(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """NO_COLOR=1 means what --no-color means: no colours and no styles (bold) either."""
+    monkeypatch.setattr(sys, "stdout", _Terminal())
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    printed: list[str] = []
+
+    def command(args: object, ui: Any) -> int:
+        with ui.out.capture() as captured:
+            ui.out.print("[bold red]FAIL[/] (vmm-allocation)")
+        printed.append(captured.get())
+        return 0
+
+    assert _run(argparse.Namespace(func=command)) == 0
+    assert printed == ["FAIL (vmm-allocation)\n"]
 
 
 def test_no_color_is_accepted_before_and_after_the_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -146,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
         quiet=getattr(args, "quiet", False),
         json_mode=getattr(args, "json", False),
         verbose=getattr(args, "verbose", False),
-        color=not getattr(args, "no_color", False),
+        color=not (getattr(args, "no_color", False) or os.environ.get("NO_COLOR")),
     )
     try:
         code: int = args.func(args, ui)
