@@ -51,6 +51,9 @@ def test_no_color_in_the_environment_is_no_color_on_a_terminal(
     """NO_COLOR=1 means what --no-color means: no colours and no styles (bold) either."""
     monkeypatch.setattr(sys, "stdout", _Terminal())
     monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("TERM", "xterm-256color")  # a terminal rich would style
+    for variable in ("FORCE_COLOR", "TTY_COMPATIBLE", "COLUMNS"):
+        monkeypatch.delenv(variable, raising=False)
     monkeypatch.setattr(sys, "stderr", _Terminal())
     printed: list[str] = []
 
