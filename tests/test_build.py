@@ -458,13 +458,19 @@ def test_a_tree_that_cannot_be_made_stops_nothing_already_building(ws: BuildWork
 def test_ctrl_c_ends_a_wait_for_a_tree_turn_or_a_build_slot() -> None:
     cancel = threading.Event()
     pipeline = _Pipeline(1, cancel)
-    with pipeline.building():
+    with pipeline.building(0):
         cancel.set()
-        with pytest.raises(_Interrupted), pipeline.building():
+        with pytest.raises(_Interrupted), pipeline.building(1):  # the one slot is taken
             pass
         with pytest.raises(_Interrupted), pipeline.preparing(1):  # plan 0 never passed its turn
             pass
     with pipeline.preparing(0):  # its own turn needs no waiting
+        pass
+    with pytest.raises(_Interrupted), pipeline.building(2):  # plan 1 never took its slot
+        pass
+    cancel.clear()
+    pipeline.pass_turn(1)
+    with pipeline.building(2):  # plan 1 needed no slot (cached, or its tree failed)
         pass
 
 

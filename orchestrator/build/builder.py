@@ -26,7 +26,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,46 +149,62 @@ class BuildContext:
 
 class _Pipeline:
     """The order variants go through: their trees are prepared one after another in plan
-    order (each tree is already checked out several projects at a time), and at most ``jobs``
-    builds run at once. A tree is prepared while the build before it runs, so checking out the
-    next variant's 19 projects hides behind the build tools instead of adding to the wall time."""
+    order (each tree is already checked out several projects at a time), and builds start in
+    plan order too, at most ``jobs`` at once. A tree is prepared while the build before it
+    runs, so checking out the next variant's 19 projects hides behind the build tools instead
+    of adding to the wall time."""
 
     def __init__(self, jobs: int, cancel: threading.Event) -> None:
-        self._turn = 0
+        self._prepare_turn = 0
+        self._build_turn = 0
         self._turns = threading.Condition()
         self._slots = threading.Semaphore(max(1, jobs))
         self._cancel = cancel
 
-    @contextlib.contextmanager
-    def preparing(self, index: int) -> Iterator[None]:
-        """Hold the tree-preparing turn of plan ``index`` (after every earlier plan's)."""
+    def _wait_for(self, turn: Callable[[], int], index: int) -> None:
         with self._turns:
-            while self._turn < index:
+            while turn() < index:
                 if self._cancel.is_set():
                     raise _CancelledWhileWaiting()
                 self._turns.wait(timeout=0.2)
+
+    def _pass(self, index: int, *, prepare: bool, build: bool) -> None:
+        with self._turns:
+            if prepare and self._prepare_turn == index:
+                self._prepare_turn = index + 1
+            if build and self._build_turn == index:
+                self._build_turn = index + 1
+            self._turns.notify_all()
+
+    @contextlib.contextmanager
+    def preparing(self, index: int) -> Iterator[None]:
+        """Hold the tree-preparing turn of plan ``index`` (after every earlier plan's)."""
+        self._wait_for(lambda: self._prepare_turn, index)
         try:
             yield
         finally:
-            self.pass_turn(index)
-
-    def pass_turn(self, index: int) -> None:
-        """Plan ``index`` needs the turn no more (prepared, cached, or failed)."""
-        with self._turns:
-            if self._turn == index:
-                self._turn = index + 1
-                self._turns.notify_all()
+            self._pass(index, prepare=True, build=False)
 
     @contextlib.contextmanager
-    def building(self) -> Iterator[None]:
-        """One of the ``jobs`` build slots; Ctrl-C while waiting for it cancels."""
+    def building(self, index: int) -> Iterator[None]:
+        """One of the ``jobs`` build slots, taken after every earlier plan took one (or
+        needed none); Ctrl-C while waiting cancels."""
+        self._wait_for(lambda: self._build_turn, index)
         while not self._slots.acquire(timeout=0.2):
             if self._cancel.is_set():
                 raise _CancelledWhileWaiting()
+        if self._cancel.is_set():  # the slot came free because the build before was cancelled
+            self._slots.release()
+            raise _CancelledWhileWaiting()
+        self._pass(index, prepare=False, build=True)
         try:
             yield
         finally:
             self._slots.release()
+
+    def pass_turn(self, index: int) -> None:
+        """Plan ``index`` needs no turn any more (built, cached, or failed)."""
+        self._pass(index, prepare=True, build=True)
 
 
 @dataclass(frozen=True)
@@ -584,7 +600,7 @@ def _build_in_tree(ctx: BuildContext, shared: _Shared, plan: _Plan, tracker: Tra
         tracker.advance(task, 0, status="preparing")
         variant = _prepared_tree(ctx, shared, plan)
     tracker.advance(task, 0, status="waiting")
-    with shared.pipeline.building():
+    with shared.pipeline.building(index):
         return _build_prepared(ctx, shared, plan, tracker, task, variant)
 
 
