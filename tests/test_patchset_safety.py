@@ -59,14 +59,18 @@ def refs_of(tree: SourceTree) -> dict[str, str]:
     return {p: git(c.directory, "for-each-ref") for p, c in tree.projects.items()}
 
 
-def failing_hook(tree: SourceTree, project: str) -> None:
+def install_hook(tree: SourceTree, project: str, name: str, script: str) -> None:
+    """Make ``script`` the project's git hook ``name``."""
     d = tree.project(project).directory
     hooks = Path(git(d, "rev-parse", "--git-path", "hooks"))
     hooks = hooks if hooks.is_absolute() else d / hooks
     hooks.mkdir(parents=True, exist_ok=True)
-    hook = hooks / "applypatch-msg"
-    hook.write_text("#!/bin/sh\necho 'rejected by hook' >&2\nexit 1\n")
-    hook.chmod(0o755)
+    (hooks / name).write_text(script)
+    (hooks / name).chmod(0o755)
+
+
+def failing_hook(tree: SourceTree, project: str) -> None:
+    install_hook(tree, project, "applypatch-msg", "#!/bin/sh\necho 'rejected by hook' >&2\nexit 1\n")
 
 
 def no_journals(tree: SourceTree) -> bool:
@@ -120,12 +124,7 @@ def test_failed_apply_in_a_worktree_keeps_user_refs(tree: SourceTree, tmp_path: 
 def test_failed_apply_is_rolled_back_though_a_post_checkout_hook_fails(tree: SourceTree) -> None:
     """The user's post-checkout hook in the first project exits 1 (printing nothing): the
     rollback of that project still completes (it used to stop half-way, every retry too)."""
-    d = tree.project("kernel").directory
-    hooks = Path(git(d, "rev-parse", "--git-path", "hooks"))
-    hooks = hooks if hooks.is_absolute() else d / hooks
-    hooks.mkdir(parents=True, exist_ok=True)
-    (hooks / "post-checkout").write_text("#!/bin/sh\nexit 1\n")
-    (hooks / "post-checkout").chmod(0o755)
+    install_hook(tree, "kernel", "post-checkout", "#!/bin/sh\nexit 1\n")
     failing_hook(tree, LIBS)
     before = snapshot(tree)
     with pytest.raises(InputError):
@@ -159,16 +158,11 @@ def test_revert_is_all_or_nothing_with_a_stale_head_lock_in_the_second_project(t
 def test_revert_reports_a_failing_post_checkout_hook_as_a_warning(tree: SourceTree) -> None:
     chain = lib.resolve(["largepage"], SHIPPED)
     lib.apply(tree, chain)
-    d = tree.project("kernel").directory
-    hooks = Path(git(d, "rev-parse", "--git-path", "hooks"))
-    hooks = hooks if hooks.is_absolute() else d / hooks
-    hooks.mkdir(parents=True, exist_ok=True)
-    (hooks / "post-checkout").write_text("#!/bin/sh\necho 'hook says no' >&2\nexit 3\n")
-    (hooks / "post-checkout").chmod(0o755)
+    install_hook(tree, "kernel", "post-checkout", "#!/bin/sh\necho 'hook says no' >&2\nexit 3\n")
     report = lib.revert(tree, chain)
     kernel = next(p for p in report.projects if p.project == "kernel")
     assert kernel.changed and kernel.warning is not None and "post-checkout" in kernel.warning
-    assert git(d, "rev-parse", "HEAD") == tree.project("kernel").pinned
+    assert git(tree.project("kernel").directory, "rev-parse", "HEAD") == tree.project("kernel").pinned
 
 
 def test_apply_refuses_a_git_am_of_the_users_in_progress(tree: SourceTree) -> None:
