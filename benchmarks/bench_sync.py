@@ -336,6 +336,9 @@ def main() -> int:
     parser.add_argument("--no-peers", action="store_true", help="time only orch and the plain loop")
     parser.add_argument("--orch-option", action="append", default=[], metavar="OPTION",
                         help="pass OPTION to the cold orch sync too, e.g. --orch-option=--no-partial-clone")
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false",
+                        help="skip the untimed first clone of every repository (which reads the "
+                             "server's packs into the page cache before the first timed contender)")
     parser.add_argument("--floor", action="store_true",
                         help="also time git alone doing what orch asks of it (partial and whole clones, "
                              "-j N, no orch): the best the strategy can do")
@@ -399,6 +402,10 @@ def compare(fixture: Fixture, base: Path, args: argparse.Namespace) -> int:
         print("west: not installed (pip install west); not timed")
     noops: list[float] = []
     contenders = [orch, *peers]
+    if args.warmup:  # the server's packs into the page cache, so no contender pays for disk reads
+        print("warm-up (not timed): a plain clone of every repository", flush=True)
+        plain_loop(fixture, base / "warmup")
+        shutil.rmtree(base / "warmup", ignore_errors=True)
     for round_ in range(args.repeat):
         print(f"round {round_ + 1}/{args.repeat} (load average {os.getloadavg()[0]:.2f}):", flush=True)
         shift = round_ % len(contenders)
