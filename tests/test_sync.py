@@ -456,12 +456,18 @@ def test_a_commit_only_a_tag_of_the_users_reaches_is_local_work(server: Server, 
     assert git(kernel, "rev-parse", "HEAD") == mine, "the checkout stays on the user's work"
 
 
-def test_a_commit_only_an_upstream_tag_reaches_is_not_local_work(tmp_path: Path, server: Server,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    # upstream tags a commit that no branch holds; the clone fetches it, the user checks it out
+def tag_a_side_release(server: Server) -> str:
+    """Upstream tags ``side-1.0`` on a kernel commit that no branch holds; its SHA."""
     side = server.kernel.commit({"src/side.c": "int side;\n"}, "kernel: a side release", branch="side")
     server.kernel.tag("side-1.0", side)
     git(server.kernel.bare, "branch", "-D", "side")
+    return side
+
+
+def test_a_commit_only_an_upstream_tag_reaches_is_not_local_work(tmp_path: Path, server: Server,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # upstream tags a commit that no branch holds; the clone fetches it, the user checks it out
+    tag_a_side_release(server)
     ws = tmp_path / "ws"
     code, report = sync_json(capsys, ws, "-m", str(server.manifest.bare))
     assert code == 0, report
@@ -478,9 +484,7 @@ def test_a_commit_only_an_upstream_tag_reaches_is_not_local_work(tmp_path: Path,
 def test_a_tag_a_later_sync_fetches_is_upstream_too(server: Server, synced: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     # after the first sync upstream tags a commit no branch holds and the manifest pins it
-    side = server.kernel.commit({"src/side.c": "int side;\n"}, "kernel: a side release", branch="side")
-    server.kernel.tag("side-1.0", side)
-    git(server.kernel.bare, "branch", "-D", "side")
+    side = tag_a_side_release(server)
     body = default_body(server)
     server.write_manifest(body.replace(server.kernel_pin, "refs/tags/side-1.0"))
     code, report = sync_json(capsys, synced)
